@@ -21,6 +21,7 @@ from .modeling_awd_lstm import (
     AWDLSTMModel,
     AWDLSTMPreTrainedModel,
 )
+from .tokenization_awd_lstm import train_tokenizer
 
 __version__ = "0.1.0"
 
@@ -30,7 +31,34 @@ AutoModelForCausalLM.register(AWDLSTMConfig, AWDLSTMForCausalLM, exist_ok=True)
 AutoModelForSequenceClassification.register(AWDLSTMConfig, AWDLSTMForSequenceClassification, exist_ok=True)
 AutoTokenizer.register(AWDLSTMConfig, fast_tokenizer_class=PreTrainedTokenizerFast, exist_ok=True)
 
+
+def __getattr__(name: str):
+    """The training layer (Trainer, data, metrics) is imported on first use, so that ``import hf_ulmfit`` for
+    inference stays light."""
+    if name in _TRAINING_EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_TRAINING_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_TRAINING_EXPORTS = {
+    "ULMFiTTrainingArguments": ".training_args",
+    "ULMFiTTrainer": ".trainer",
+    "GradualUnfreezingCallback": ".callbacks",
+    "get_slanted_triangular_schedule": ".schedules",
+    "LanguageModelStream": ".data",
+    "language_model_stream": ".data",
+    "classification_dataset": ".data",
+    "classification_collator": ".data",
+    "compute_classification_metrics": ".metrics",
+    "lr_find": ".lr_finder",
+    "LRFinderResult": ".lr_finder",
+}
+
 __all__ = [
+    *_TRAINING_EXPORTS,
+    "train_tokenizer",
     "AWDLSTMConfig",
     "AWDLSTMForCausalLM",
     "AWDLSTMForSequenceClassification",

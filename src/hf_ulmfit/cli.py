@@ -1,0 +1,118 @@
+"""``hf-ulmfit``: the three stages of ULMFiT, prediction and a demo, from the command line.
+
+Arguments follow the transformers example scripts (``HfArgumentParser``): every ``TrainingArguments`` flag works,
+plus those of ``ModelArguments``, ``DataArguments`` and ``ULMFiTTrainingArguments``. Run
+``hf-ulmfit <command> --help`` for the full list.
+"""
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from transformers import HfArgumentParser
+
+from . import stages
+from .training_args import ULMFiTTrainingArguments
+
+TRAINING_COMMANDS = {
+    "pretrain": (stages.pretrain, "Stage 1: train a tokenizer and an AWD-LSTM LM from scratch on general text."),
+    "finetune-lm": (stages.finetune_language_model, "Stage 2: fine-tune the LM on the target task's texts."),
+    "train-classifier": (stages.train_classifier, "Stage 3: train the classifier with gradual unfreezing."),
+}
+# Defaults that differ by stage (each can still be set on the command line).
+STAGE_DEFAULTS = {
+    "pretrain": {"variable_bptt": True, "discriminative_lr_factor": 1.0},
+    "finetune-lm": {"variable_bptt": True},
+    "train-classifier": {"gradual_unfreezing": True, "eval_strategy": "epoch"},
+}
+
+
+@dataclass
+class PredictArguments:
+    model_name_or_path: str = field(metadata={"help": "A trained classifier: directory or Hub id."})
+    input_file: str | None = field(default=None, metadata={"help": "Texts to classify (csv, json/jsonl, parquet, txt)."})
+    text: list[str] | None = field(default=None, metadata={"help": "Texts given on the command line."})
+    text_column_name: str = field(default="text", metadata={"help": "Column of --input_file holding the texts."})
+    output_file: str | None = field(default=None, metadata={"help": "Write predictions here as JSON lines."})
+    batch_size: int = field(default=32, metadata={"help": "Texts per forward pass."})
+
+
+@dataclass
+class DemoArguments:
+    output_dir: str = field(default="ulmfit-demo", metadata={"help": "Where the three stages save their models."})
+    seed: int = field(default=42, metadata={"help": "Random seed of every stage."})
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = [*TRAINING_COMMANDS, "predict", "demo"]
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        _print_usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    command, rest = argv[0], argv[1:]
+    _set_up_logging()
+    if command in TRAINING_COMMANDS:
+        run_stage, _ = TRAINING_COMMANDS[command]
+        parser = HfArgumentParser((stages.ModelArguments, stages.DataArguments, ULMFiTTrainingArguments))
+        parser.prog = f"hf-ulmfit {command}"
+        parser.set_defaults(**STAGE_DEFAULTS[command])
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(rest)
+        run_stage(model_args, data_args, training_args)
+    elif command == "predict":
+        (args,) = _parser(PredictArguments, command).parse_args_into_dataclasses(rest)
+        _predict(args)
+    else:
+        from .demo import run_demo
+
+        (args,) = _parser(DemoArguments, command).parse_args_into_dataclasses(rest)
+        run_demo(args.output_dir, seed=args.seed)
+    return 0
+
+
+def _parser(dataclass_type, command: str) -> HfArgumentParser:
+    parser = HfArgumentParser(dataclass_type)
+    parser.prog = f"hf-ulmfit {command}"
+    return parser
+
+
+def _predict(args: PredictArguments) -> None:
+    if (args.input_file is None) == (args.text is None):
+        raise SystemExit("hf-ulmfit predict: give either --input_file or --text.")
+    texts = args.text
+    if args.input_file is not None:
+        data_args = stages.DataArguments(train_file=args.input_file, text_column_name=args.text_column_name)
+        texts = list(stages.load_texts(data_args, hold_out=False)["train"][args.text_column_name])
+    predictions = stages.predict(args.model_name_or_path, texts, batch_size=args.batch_size)
+    lines = [json.dumps({"text": text, **prediction}) for text, prediction in zip(texts, predictions)]
+    if args.output_file:
+        with open(args.output_file, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"Wrote {len(lines)} predictions to {args.output_file}")
+    else:
+        print("\n".join(lines))
+
+
+def _set_up_logging() -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity_warning()
+    datasets.utils.logging.set_verbosity_warning()
+
+
+def _print_usage(unknown: str | None) -> None:
+    parser = argparse.ArgumentParser(prog="hf-ulmfit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(title="commands", metavar="<command>")
+    for name, (_, help_text) in TRAINING_COMMANDS.items():
+        sub.add_parser(name, help=help_text)
+    sub.add_parser("predict", help="Classify texts with a trained classifier.")
+    sub.add_parser("demo", help="All three stages on the small samples shipped with the package, then predict.")
+    if unknown is not None:
+        print(f"hf-ulmfit: unknown command {unknown!r}\n", file=sys.stderr)
+    parser.print_help()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The three stages of ULMFiT (Howard & Ruder 2018, section 3), and prediction, as plain functions.
+
+Each stage takes the dataclasses the ``hf-ulmfit`` command line parses (``ModelArguments``, ``DataArguments``,
+``ULMFiTTrainingArguments``), trains with ``ULMFiTTrainer``, and leaves in ``output_dir`` what any transformers
+training script leaves: the model and tokenizer in HF format, ``train_results.json``, ``eval_results.json`` and
+``all_results.json``, and the trainer state. Python users call them directly; the CLI only parses arguments.
+"""
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, load_dataset
+from transformers import (
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    Trainer,
+    default_data_collator,
+    pipeline,
+)
+
+from .configuration_awd_lstm import CLASSIFIER_DROPOUTS, LANGUAGE_MODEL_DROPOUTS, AWDLSTMConfig
+from .data import classification_collator, classification_dataset, language_model_stream
+from .metrics import compute_classification_metrics
+from .modeling_awd_lstm import AWDLSTMForCausalLM, AWDLSTMForSequenceClassification
+from .tokenization_awd_lstm import train_tokenizer
+from .trainer import ULMFiTTrainer
+from .training_args import ULMFiTTrainingArguments
+
+logger = logging.getLogger(__name__)
+
+# File extension -> the `datasets` builder that reads it.
+DATA_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+@dataclass
+class ModelArguments:
+    """Which model and tokenizer to start from, and how to build them when starting from scratch."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "The model to start from: a directory or Hub id (an LM for finetune-lm and train-classifier)."},
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "pretrain: a config (directory or Hub id) to start from instead of the default."}
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": 'Override config values, e.g. "hidden_size=256,num_hidden_layers=2,bptt=70".'},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "A tokenizer to use instead of the model's (pretrain: instead of training one)."}
+    )
+    vocab_size: int = field(default=30000, metadata={"help": "pretrain: vocabulary size of the tokenizer it trains."})
+    dropout_multiplier: float = field(
+        default=1.0,
+        metadata={
+            "help": "Scales the stage's dropouts (the LM or the classifier preset of AWDLSTMConfig); "
+            "e.g. 0.3 for LM fine-tuning and 0.5 for the classifier on small data."
+        },
+    )
+
+
+@dataclass
+class DataArguments:
+    """Where the texts (and labels) are."""
+
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: csv, json/jsonl, parquet, or txt (one text per line)."}
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluation data, same formats."})
+    text_column_name: str = field(default="text", metadata={"help": "Column holding the texts."})
+    label_column_name: str = field(default="label", metadata={"help": "train-classifier: column holding the labels."})
+    validation_split_percentage: int = field(
+        default=5, metadata={"help": "Without --validation_file: percent of the training data held out for evaluation."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation texts."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data
+
+
+def load_texts(data_args: DataArguments, needs_labels: bool = False, hold_out: bool = True) -> DatasetDict:
+    """Reads ``train_file`` (and ``validation_file``, or with ``hold_out`` a held-out split of the training data)
+    and checks that the text (and label) columns exist."""
+    if data_args.train_file is None:
+        raise ValueError("--train_file is required.")
+    files = {"train": data_args.train_file}
+    if data_args.validation_file is not None:
+        files["validation"] = data_args.validation_file
+    builders = {_data_format(path) for path in files.values()}
+    if len(builders) > 1:
+        raise ValueError(f"--train_file and --validation_file must have the same format, got {sorted(builders)}.")
+    try:
+        raw = load_dataset(builders.pop(), data_files=files)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"Could not read {files}: the file is not valid UTF-8 ({error}).") from error
+    if "validation" not in raw and hold_out:
+        raw = _hold_out(raw["train"], data_args.validation_split_percentage)
+    columns = [data_args.text_column_name] + ([data_args.label_column_name] if needs_labels else [])
+    for split, dataset in raw.items():
+        missing = [column for column in columns if column not in dataset.column_names]
+        if missing:
+            raise ValueError(
+                f"The {split} data has no column {missing}; its columns are {dataset.column_names}. "
+                "Choose them with --text_column_name / --label_column_name."
+            )
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
+    return DatasetDict(
+        {
+            split: dataset.select(range(min(limits[split], len(dataset)))) if limits[split] else dataset
+            for split, dataset in raw.items()
+        }
+    )
+
+
+def _data_format(path: str) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in DATA_FORMATS:
+        raise ValueError(f"Cannot read {path!r}: use one of {sorted(DATA_FORMATS)}.")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No such data file: {path!r}.")
+    return DATA_FORMATS[suffix]
+
+
+def _hold_out(train: Dataset, percent: int) -> DatasetDict:
+    if not 0 < percent < 100:
+        raise ValueError(f"--validation_split_percentage must be in (0, 100), got {percent}.")
+    split = train.train_test_split(test_size=percent / 100, shuffle=True, seed=0)
+    return DatasetDict({"train": split["train"], "validation": split["test"]})
+
+
+def label_names(raw: DatasetDict, label_column: str) -> list:
+    """The labels of the training data, sorted; validation labels must be among them."""
+    train_labels = set(raw["train"].unique(label_column))
+    if None in train_labels:
+        raise ValueError(f"The training data has rows without a label in column {label_column!r}.")
+    for split, dataset in raw.items():
+        unseen = set(dataset.unique(label_column)) - train_labels
+        if unseen:
+            raise ValueError(
+                f"The {split} data has labels never seen in training: {sorted(map(str, unseen))}. "
+                "Remove those rows or add training examples for them."
+            )
+    return sorted(train_labels)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Stages
+
+
+def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments):
+    """Stage 1 (section 3.1): train a tokenizer and an AWD-LSTM language model from scratch on general text."""
+    raw = load_texts(data_args)
+    if model_args.tokenizer_name:
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name)
+    else:
+        logger.info("Training a %d-token tokenizer on %s", model_args.vocab_size, data_args.train_file)
+        tokenizer = train_tokenizer(raw["train"][data_args.text_column_name], vocab_size=model_args.vocab_size)
+    config = _new_config(model_args, tokenizer)
+    model = AWDLSTMForCausalLM(config)
+    logger.info("AWD-LSTM language model with %.1fM parameters", model.num_parameters() / 1e6)
+    return _train_language_model(model, tokenizer, raw, data_args, training_args)
+
+
+def finetune_language_model(
+    model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments
+):
+    """Stage 2 (section 3.2): fine-tune the LM on the target task's texts (discriminative rates and STLR)."""
+    _require_model(model_args)
+    raw = load_texts(data_args)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    dropouts = {name: p * model_args.dropout_multiplier for name, p in LANGUAGE_MODEL_DROPOUTS.items()}
+    model = AWDLSTMForCausalLM.from_pretrained(model_args.model_name_or_path, **dropouts, **_overrides(model_args))
+    return _train_language_model(model, tokenizer, raw, data_args, training_args)
+
+
+def train_classifier(model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments):
+    """Stage 3 (section 3.3): the classifier on top of the fine-tuned LM, with gradual unfreezing."""
+    _require_model(model_args)
+    raw = load_texts(data_args, needs_labels=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
+    labels = label_names(raw, data_args.label_column_name)
+    label2id = {label: index for index, label in enumerate(labels)}
+    raw = raw.map(
+        lambda batch: {"labels": [label2id[label] for label in batch[data_args.label_column_name]]},
+        batched=True,
+        remove_columns=[c for c in raw["train"].column_names if c != data_args.text_column_name],
+    )
+    dropouts = {name: p * model_args.dropout_multiplier for name, p in CLASSIFIER_DROPOUTS.items()}
+    model = AWDLSTMForSequenceClassification.from_pretrained(
+        model_args.model_name_or_path,
+        num_labels=len(labels),
+        id2label={index: str(label) for index, label in enumerate(labels)},
+        label2id={str(label): index for index, label in enumerate(labels)},
+        classifier_dropouts=[CLASSIFIER_DROPOUTS["output_dropout"] * model_args.dropout_multiplier, 0.1],
+        **dropouts,
+        **_overrides(model_args),
+    )
+    datasets = {
+        split: classification_dataset(
+            dataset, tokenizer, data_args.text_column_name, "labels", num_proc=data_args.preprocessing_num_workers
+        )
+        for split, dataset in raw.items()
+    }
+    training_args.train_sampling_strategy = "group_by_length"
+    trainer = ULMFiTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=datasets["train"],
+        eval_dataset=datasets["validation"],
+        data_collator=classification_collator(tokenizer),
+        processing_class=tokenizer,
+        compute_metrics=compute_classification_metrics,
+    )
+    return _train_and_save(trainer, training_args)
+
+
+def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> list[dict]:
+    """Labels and scores of ``texts`` from a trained classifier, through ``pipeline("text-classification")``."""
+    classify = pipeline("text-classification", model=model_name_or_path)
+    return classify(texts, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Shared steps
+
+
+def _require_model(model_args: ModelArguments) -> None:
+    if model_args.model_name_or_path is None:
+        raise ValueError("--model_name_or_path is required: the language model of the previous stage.")
+
+
+def _overrides(model_args: ModelArguments) -> dict:
+    """``"a=1,b=0.5"`` -> ``{"a": 1, "b": 0.5}``, typed like the config's fields."""
+    if not model_args.config_overrides:
+        return {}
+    defaults = AWDLSTMConfig().to_dict()
+    overrides = {}
+    for item in model_args.config_overrides.split(","):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in defaults:
+            raise ValueError(f"--config_overrides: {item!r} is not name=value for a field of AWDLSTMConfig.")
+        overrides[name] = json.loads(value) if not isinstance(defaults[name], str) else value
+    return overrides
+
+
+def _new_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -> AWDLSTMConfig:
+    """The LM config of stage 1, sized to the tokenizer, with the tokenizer's special-token ids."""
+    base = AWDLSTMConfig.from_pretrained(model_args.config_name).to_dict() if model_args.config_name else {}
+    base.pop("model_type", None)
+    dropouts = {name: p * model_args.dropout_multiplier for name, p in LANGUAGE_MODEL_DROPOUTS.items()}
+    return AWDLSTMConfig(
+        **{**dropouts, **base, **_overrides(model_args)},
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def _train_language_model(model, tokenizer, raw: DatasetDict, data_args: DataArguments, training_args):
+    """Stages 1 and 2: the texts become one token stream in ``batch_size`` rows, read in BPTT windows."""
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}: "
+            "use the tokenizer saved with the model."
+        )
+
+    def stream(split: str, batch_size: int, variable_bptt: bool):
+        return language_model_stream(
+            raw[split],
+            tokenizer,
+            batch_size=batch_size,
+            bptt=model.config.bptt,
+            variable_bptt=variable_bptt,
+            seed=training_args.seed,
+            text_column=data_args.text_column_name,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+
+    training_args.train_sampling_strategy = "sequential"
+    training_args.dataloader_drop_last = True
+    trainer = ULMFiTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=stream("train", training_args.per_device_train_batch_size, training_args.variable_bptt),
+        eval_dataset=stream("validation", training_args.per_device_eval_batch_size, False),
+        data_collator=default_data_collator,
+        processing_class=tokenizer,
+    )
+    return _train_and_save(trainer, training_args)
+
+
+def _train_and_save(trainer: Trainer, training_args: ULMFiTTrainingArguments) -> dict[str, float]:
+    """Train (resuming if asked), save model + tokenizer, evaluate, write the results files as the Trainer does."""
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    trainer.save_state()
+    trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)
+    eval_metrics = trainer.evaluate()
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    return {**train_result.metrics, **eval_metrics}
+
+
+__all__ = [
+    "DataArguments",
+    "ModelArguments",
+    "finetune_language_model",
+    "label_names",
+    "load_texts",
+    "predict",
+    "pretrain",
+    "train_classifier",
+]

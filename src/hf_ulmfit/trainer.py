@@ -1,0 +1,330 @@
+"""``Trainer`` with the fine-tuning methods of ULMFiT (Howard & Ruder 2018).
+
+* Discriminative fine-tuning (section 3.2): one optimizer parameter group per layer group of the model, with
+  rate ``learning_rate / discriminative_lr_factor ** depth`` (the top group has depth 0).
+* Slanted triangular learning rates (section 3.2), scaling every group's own rate.
+* Gradual unfreezing (section 3.3) through ``GradualUnfreezingCallback``: the optimizer holds every parameter,
+  frozen or not, so groups unfrozen later do train.
+* Language-model stages: the recurrent state is carried, detached, from one batch of a ``LanguageModelStream``
+  to the next (truncated BPTT, as the AWD-LSTM trains), reset at each epoch and evaluation, and stored in
+  checkpoints so a resumed run continues with it. Evaluation of a language model reports perplexity.
+"""
+
+import math
+import os
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, get_last_checkpoint
+from transformers.utils import logging
+
+from .callbacks import GradualUnfreezingCallback
+from .data import EpochSeededLengthGroupedSampler, LanguageModelStream
+from .lr_finder import LRFinderResult, lr_find
+from .schedules import get_slanted_triangular_schedule
+from .training_args import ULMFiTTrainingArguments
+
+logger = logging.get_logger(__name__)
+
+RECURRENT_STATE_NAME = "recurrent_state.pt"
+
+State = tuple[tuple[torch.Tensor, torch.Tensor], ...]
+
+
+def discriminative_param_groups(
+    model: nn.Module,
+    learning_rate: float,
+    factor: float,
+    weight_decay: float = 0.0,
+    decay_parameter_names: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups for discriminative fine-tuning (section 3.2).
+
+    Layer group ``i`` of ``model.layer_groups`` (bottom to top, ``n`` groups) gets ``lr = learning_rate /
+    factor ** (n - 1 - i)``. Every parameter, trainable or frozen, is in exactly one group; a parameter shared by
+    several layer groups (a decoder tied to the embedding) goes to the topmost one. The groups are listed from
+    the top, so ``param_groups[0]`` runs at ``learning_rate`` and is the rate the Trainer logs as
+    ``learning_rate``. Each group records its ``layer_group`` index and ``depth``.
+
+    With ``weight_decay > 0``, the parameters not in ``decay_parameter_names`` (biases, norms) of a layer group
+    get a second group with the same rate and no decay. A model without ``layer_groups`` is one group.
+    """
+    layer_groups = list(getattr(model, "layer_groups", None) or [model])
+    names = {id(p): name for name, p in model.named_parameters()}
+    decayed = set(decay_parameter_names) if decay_parameter_names is not None else set(names.values())
+    seen: set[int] = set()
+    param_groups = []
+    for index in reversed(range(len(layer_groups))):
+        depth = len(layer_groups) - 1 - index
+        params = [p for p in layer_groups[index].parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        split = weight_decay > 0
+        for decays in (True, False) if split else (True,):
+            members = [p for p in params if not split or (names.get(id(p)) in decayed) == decays]
+            if members:
+                param_groups.append(
+                    {
+                        "params": members,
+                        "lr": learning_rate / factor**depth,
+                        "weight_decay": weight_decay if decays else 0.0,
+                        "layer_group": index,
+                        "depth": depth,
+                    }
+                )
+    missing = [name for name, p in model.named_parameters() if id(p) not in seen]
+    if missing:
+        raise ValueError(f"These parameters belong to no layer group of {type(model).__name__}: {missing}")
+    return param_groups
+
+
+def _argument(args: TrainingArguments, name: str) -> Any:
+    """A ULMFiT argument, or its ``ULMFiTTrainingArguments`` default when ``args`` are plain TrainingArguments."""
+    if hasattr(args, name):
+        return getattr(args, name)
+    return ULMFiTTrainingArguments.__dataclass_fields__[name].default
+
+
+def _detach_state(cache: State | None) -> State | None:
+    """Truncated BPTT: the state goes on to the next batch, its gradient history does not."""
+    if cache is None:
+        return None
+    return tuple((h.detach(), c.detach()) for h, c in cache)
+
+
+class ULMFiTTrainer(Trainer):
+    """``Trainer`` with discriminative fine-tuning, STLR, gradual unfreezing and a carried LM state.
+
+    Takes ``ULMFiTTrainingArguments`` (plain ``TrainingArguments`` get their ULMFiT defaults). With
+    ``args.gradual_unfreezing`` a ``GradualUnfreezingCallback`` is added unless one is already there. Logs carry
+    the rate of every layer group as ``learning_rate/group_{i}`` (``i`` indexes ``model.layer_groups``, bottom
+    to top); ``learning_rate`` is the top group's.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._recurrent_state: dict[str, State | None] = {"train": None, "eval": None}
+        self._is_stream = {"train": False, "eval": False}
+        self._group_learning_rates: dict[str, float] = {}
+        self.add_callback(_ULMFiTHooks(self))
+        if _argument(self.args, "gradual_unfreezing") and not any(
+            isinstance(callback, GradualUnfreezingCallback) for callback in self.callback_handler.callbacks
+        ):
+            self.add_callback(GradualUnfreezingCallback(_argument(self.args, "unfreeze_every_n_epochs")))
+
+    # -- optimizer and schedule (section 3.2) ------------------------------------------------------------------
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """One parameter group per layer group at ``learning_rate / factor ** depth``, holding every parameter.
+
+        The optimizer class and its other settings (betas, eps) come from ``args.optim`` as in the Trainer.
+        """
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.accelerator.unwrap_model(self.model if model is None else model)
+        if self.optimizer_cls_and_kwargs is not None:
+            optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+        else:
+            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        builds_its_own_groups = any(key in optimizer_kwargs for key in ("params", "model", "optimizer_dict"))
+        is_optimizer_class = isinstance(optimizer_cls, type) and issubclass(
+            optimizer_cls, torch.optim.Optimizer
+        )
+        if builds_its_own_groups or not is_optimizer_class:
+            raise ValueError(
+                f"ULMFiTTrainer cannot build discriminative parameter groups for optim={self.args.optim}."
+            )
+        param_groups = discriminative_param_groups(
+            opt_model,
+            self.args.learning_rate,
+            _argument(self.args, "discriminative_lr_factor"),
+            self.args.weight_decay,
+            self.get_decay_parameter_names(opt_model),
+        )
+        self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """STLR (section 3.2) when ``ulmfit_lr_scheduler == "stlr"``, else the Trainer's ``lr_scheduler_type``."""
+        if self.lr_scheduler is not None or _argument(self.args, "ulmfit_lr_scheduler") != "stlr":
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.args.warmup_steps:
+            logger.warning("STLR has its own warm-up (stlr_cut_frac): warmup_steps is ignored.")
+        self.lr_scheduler = get_slanted_triangular_schedule(
+            self.optimizer if optimizer is None else optimizer,
+            num_training_steps,
+            cut_frac=_argument(self.args, "stlr_cut_frac"),
+            ratio=_argument(self.args, "stlr_ratio"),
+        )
+        self._created_lr_scheduler = True
+        return self.lr_scheduler
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the rate of every layer group (the one used by the last update) to training logs."""
+        if "learning_rate" in logs:
+            logs = {**logs, **(self._group_learning_rates or self._current_group_learning_rates())}
+        super().log(logs, start_time)
+
+    def _current_group_learning_rates(self) -> dict[str, float]:
+        if self.optimizer is None:
+            return {}
+        return {
+            f"learning_rate/group_{group.get('layer_group', index)}": group["lr"]
+            for index, group in enumerate(self.optimizer.param_groups)
+        }
+
+    # -- language-model streams: the carried recurrent state ------------------------------------------------
+
+    def _get_train_sampler(self, train_dataset=None):
+        """As the Trainer's, with length-grouped batches shuffled per epoch from the seed (resume-exact)."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler.batch_size, sampler.lengths, seed=seed)
+        return sampler
+
+    def get_train_dataloader(self):
+        self._is_stream["train"] = self._check_stream(
+            self.train_dataset, self._train_batch_size, training=True
+        )
+        return super().get_train_dataloader()
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if isinstance(dataset, str):
+            dataset = self.eval_dataset[dataset]
+        self._is_stream["eval"] = self._check_stream(dataset, self.args.eval_batch_size, training=False)
+        return super().get_eval_dataloader(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset):
+        self._is_stream["eval"] = self._check_stream(test_dataset, self.args.eval_batch_size, training=False)
+        return super().get_test_dataloader(test_dataset)
+
+    def _check_stream(self, dataset, batch_size: int, training: bool) -> bool:
+        """Whether ``dataset`` is an LM stream, after checking that it will be read row-continuously."""
+        if not isinstance(dataset, LanguageModelStream):
+            return False
+        if batch_size != dataset.batch_size:
+            raise ValueError(
+                f"A LanguageModelStream of {dataset.batch_size} rows must be read with that batch size, got "
+                f"{batch_size}: set per_device_train_batch_size / per_device_eval_batch_size accordingly."
+            )
+        # Evaluation reads in order unless batches are grouped by length; training only with "sequential".
+        ordered = ("sequential",) if training else ("sequential", "random")
+        if self.args.train_sampling_strategy not in ordered:
+            raise ValueError(
+                'A LanguageModelStream must be read in order: set train_sampling_strategy="sequential".'
+            )
+        return True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """For LM streams, passes the state of the previous batch as ``cache`` and keeps the new one, detached."""
+        mode = "train" if model.training else "eval"
+        if not self._is_stream[mode]:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        state = self._recurrent_state[mode]
+        if state is not None and state[0][0].shape[0] != inputs["input_ids"].shape[0]:
+            state = None  # the batch size changed: the rows are other streams
+        loss, outputs = super().compute_loss(
+            model, {**inputs, "cache": state, "use_cache": True}, True, num_items_in_batch
+        )
+        self._recurrent_state[mode] = _detach_state(outputs["cache"])
+        return (loss, outputs) if return_outputs else loss
+
+    def reset_recurrent_state(self, mode: str = "train") -> None:
+        """Starts the LM streams of ``mode`` ("train" or "eval") from a zero state at the next batch."""
+        self._recurrent_state[mode] = None
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """``Trainer.train``; when resuming, the carried LM state saved with the checkpoint is restored too."""
+        self.reset_recurrent_state("train")
+        self._group_learning_rates = {}
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        if isinstance(checkpoint, str) and os.path.isfile(os.path.join(checkpoint, RECURRENT_STATE_NAME)):
+            state = torch.load(os.path.join(checkpoint, RECURRENT_STATE_NAME), weights_only=True)
+            self._recurrent_state["train"] = tuple(
+                (h.to(self.args.device), c.to(self.args.device)) for h, c in state
+            )
+        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    # -- evaluation -----------------------------------------------------------------------------------------
+
+    def evaluation_loop(
+        self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
+    ) -> EvalLoopOutput:
+        """Starts LM streams from a zero state; adds ``{prefix}_perplexity = exp(loss)`` for language models."""
+        self.reset_recurrent_state("eval")
+        output = super().evaluation_loop(
+            dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        loss_key = f"{metric_key_prefix}_loss"
+        if loss_key in output.metrics and self._is_language_model():
+            output.metrics[f"{metric_key_prefix}_perplexity"] = _perplexity(output.metrics[loss_key])
+        return output
+
+    def _is_language_model(self) -> bool:
+        model = self.accelerator.unwrap_model(self.model)
+        return self._is_stream["eval"] or type(model).__name__.endswith("ForCausalLM")
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """As the Trainer's, counting a batch as labelled when it has any of the label inputs.
+
+        The Trainer wants all of them (``labels`` and ``shift_labels`` for a causal LM) and otherwise returns no
+        loss; LM streams give ``shift_labels`` only.
+        """
+        present = [name for name in self.label_names if inputs.get(name) is not None]
+        if not present or len(present) == len(self.label_names):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        label_names, self.label_names = self.label_names, present
+        try:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        finally:
+            self.label_names = label_names
+
+    # -- learning-rate range test ---------------------------------------------------------------------------
+
+    def lr_find(self, **kwargs) -> LRFinderResult:
+        """The LR range test on the training data; see ``hf_ulmfit.lr_finder.lr_find`` for the arguments."""
+        return lr_find(self, **kwargs)
+
+
+def _perplexity(loss: float) -> float:
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+class _ULMFiTHooks(TrainerCallback):
+    """The trainer's own bookkeeping at epoch starts, optimizer steps and checkpoint saves."""
+
+    def __init__(self, trainer: ULMFiTTrainer):
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        # A run resumed mid-epoch keeps the state restored from its checkpoint; a new epoch starts from zeros.
+        if state.epoch is None or float(state.epoch).is_integer():
+            self.trainer.reset_recurrent_state("train")
+
+    def on_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+    ):
+        # Called after the update and before the scheduler moves on: these are the rates that were used.
+        self.trainer._group_learning_rates = self.trainer._current_group_learning_rates()
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
+        carried = self.trainer._recurrent_state["train"]
+        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if carried is not None and args.should_save and os.path.isdir(checkpoint):
+            torch.save(
+                [(h.cpu(), c.cpu()) for h, c in carried], os.path.join(checkpoint, RECURRENT_STATE_NAME)
+            )
+
+
+__all__ = ["RECURRENT_STATE_NAME", "ULMFiTTrainer", "discriminative_param_groups"]

@@ -1,0 +1,86 @@
+"""Training arguments with the fine-tuning tricks of ULMFiT (Howard & Ruder 2018)."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from transformers import TrainingArguments
+
+PAPER_ADAM_BETAS = (0.7, 0.99)
+
+
+@dataclass
+class ULMFiTTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus ULMFiT's discriminative rates, STLR, gradual unfreezing and variable BPTT.
+
+    The learning-rate schedule: ``ulmfit_lr_scheduler="stlr"`` (the default) uses slanted triangular learning rates
+    (section 3.2) and ignores ``lr_scheduler_type`` and ``warmup_steps``; ``"transformers"`` hands the choice back
+    to ``lr_scheduler_type`` (``linear``, ``cosine``, ...) as in a plain ``Trainer``.
+
+    The paper's Adam betas (0.7, 0.99) are one flag away: ``paper_adam_betas=True`` (``--paper_adam_betas``)
+    overrides ``adam_beta1`` and ``adam_beta2``; or set those two directly.
+    """
+
+    discriminative_lr_factor: float = field(
+        default=2.6,
+        metadata={
+            "help": "Discriminative fine-tuning (ULMFiT section 3.2): each layer group below the top one gets the "
+            "rate of the group above divided by this factor. 1.0 turns it off."
+        },
+    )
+    ulmfit_lr_scheduler: Literal["stlr", "transformers"] = field(
+        default="stlr",
+        metadata={
+            "help": "'stlr': slanted triangular learning rates (ULMFiT section 3.2); 'transformers': use "
+            "lr_scheduler_type and warmup_steps instead."
+        },
+    )
+    stlr_cut_frac: float = field(
+        default=0.1, metadata={"help": "STLR: fraction of the steps during which the rate increases."}
+    )
+    stlr_ratio: float = field(
+        default=32.0, metadata={"help": "STLR: how much smaller the lowest rate is than the maximum rate."}
+    )
+    gradual_unfreezing: bool = field(
+        default=False,
+        metadata={
+            "help": "Gradual unfreezing (ULMFiT section 3.3): train only the top layer group at first and unfreeze "
+            "one more group every unfreeze_every_n_epochs epochs. Meant for the classifier stage."
+        },
+    )
+    unfreeze_every_n_epochs: int = field(
+        default=1, metadata={"help": "Gradual unfreezing: epochs between two unfreezing steps."}
+    )
+    variable_bptt: bool = field(
+        default=True,
+        metadata={
+            "help": "LM stages: vary the BPTT window length as in the AWD-LSTM (bptt with p=0.95, else bptt/2, "
+            "then normal with std 5). Read by whoever builds the LanguageModelStream."
+        },
+    )
+    paper_adam_betas: bool = field(
+        default=False,
+        metadata={"help": "Use the paper's Adam betas (0.7, 0.99) instead of adam_beta1 / adam_beta2."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.paper_adam_betas:
+            self.adam_beta1, self.adam_beta2 = PAPER_ADAM_BETAS
+        self._validate_ulmfit_fields()
+
+    def _validate_ulmfit_fields(self) -> None:
+        if self.discriminative_lr_factor <= 0:
+            raise ValueError(f"discriminative_lr_factor must be > 0, got {self.discriminative_lr_factor}.")
+        if self.ulmfit_lr_scheduler not in ("stlr", "transformers"):
+            raise ValueError(
+                f"ulmfit_lr_scheduler must be 'stlr' or 'transformers', got {self.ulmfit_lr_scheduler!r}."
+            )
+        if not 0 < self.stlr_cut_frac < 1:
+            raise ValueError(f"stlr_cut_frac must be in (0, 1), got {self.stlr_cut_frac}.")
+        if self.stlr_ratio < 1:
+            raise ValueError(f"stlr_ratio must be >= 1, got {self.stlr_ratio}.")
+        if self.unfreeze_every_n_epochs < 1:
+            raise ValueError(f"unfreeze_every_n_epochs must be >= 1, got {self.unfreeze_every_n_epochs}.")
+
+
+__all__ = ["PAPER_ADAM_BETAS", "ULMFiTTrainingArguments"]
