@@ -288,6 +288,15 @@ def test_head_is_batchnorm_dropout_linear_blocks(tiny_config):
     assert model.head.layers[0].num_features == 3 * 8 and model.head.layers[-1].out_features == 5
 
 
+def test_a_training_batch_of_one_document_uses_running_statistics(tiny_config):
+    model = AWDLSTMForSequenceClassification(tiny_config(**NO_DROPOUT, classifier_dropouts=[0.0, 0.0])).train()
+    doc = torch.randint(4, 60, (1, 9))
+    out = model(doc, labels=torch.tensor([1]))
+    out.loss.backward()
+    assert model.head.layers[-1].weight.grad.abs().sum() > 0
+    torch.testing.assert_close(out.logits, model.eval()(doc).logits)  # the same normalisation as in eval
+
+
 def test_classifier_layer_groups(tiny_config):
     model = AWDLSTMForSequenceClassification(tiny_config())
     groups = model.layer_groups

@@ -21,7 +21,7 @@ EXAMPLES = [
 ]
 
 # A small AWD-LSTM (the paper's is 400/1152/3 with a 60k vocabulary) so that stage 1 sees enough text in minutes.
-DEMO_MODEL = "embedding_size=200,hidden_size=400,num_hidden_layers=3,bptt=48,max_len=480"
+DEMO_MODEL = "embedding_size=128,hidden_size=256,num_hidden_layers=3"
 DEMO_VOCAB_SIZE = 4000
 
 

@@ -417,10 +417,16 @@ class ConcatPoolingHead(nn.Module):
             blocks += [nn.BatchNorm1d(n_in), nn.Dropout(p), nn.Linear(n_in, n_out)]
         self.layers = nn.Sequential(*blocks)
 
-    def forward(
-        self, pooled: torch.Tensor
-    ) -> torch.Tensor:  # (batch, 3*embedding_size) -> (batch, num_labels)
-        return self.layers(pooled)
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:  # (batch, 3*embedding_size) -> (batch, num_labels)
+        x = pooled
+        for layer in self.layers:
+            if isinstance(layer, nn.BatchNorm1d) and self.training and x.size(0) == 1:
+                # One document has no batch statistics (the last batch of an epoch can be that small):
+                # normalise it with the running ones instead of failing.
+                x = F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias, eps=layer.eps)
+            else:
+                x = layer(x)
+        return x
 
 
 class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
