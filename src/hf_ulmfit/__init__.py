@@ -54,6 +54,8 @@ _TRAINING_EXPORTS = {
     "compute_classification_metrics": ".metrics",
     "lr_find": ".lr_finder",
     "LRFinderResult": ".lr_finder",
+    "build_model_card": ".cards",
+    "write_model_card": ".cards",
 }
 
 __all__ = [

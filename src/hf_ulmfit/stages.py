@@ -21,6 +21,7 @@ from transformers import (
     pipeline,
 )
 
+from .cards import DEFAULT_LICENSE, dataset_names
 from .configuration_awd_lstm import CLASSIFIER_DROPOUTS, LANGUAGE_MODEL_DROPOUTS, AWDLSTMConfig
 from .data import classification_collator, classification_dataset, language_model_stream
 from .metrics import compute_classification_metrics
@@ -61,6 +62,9 @@ class ModelArguments:
             "e.g. 0.3 for LM fine-tuning and 0.5 for the classifier on small data."
         },
     )
+    license: str = field(
+        default=DEFAULT_LICENSE, metadata={"help": "License of the trained model, for its model card."}
+    )
 
 
 @dataclass
@@ -79,6 +83,10 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation texts."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Name of the data for the model card (e.g. a Hub dataset id); default: the file names."},
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -165,7 +173,8 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
     config = _new_config(model_args, tokenizer)
     model = AWDLSTMForCausalLM(config)
     logger.info("AWD-LSTM language model with %.1fM parameters", model.num_parameters() / 1e6)
-    return _train_language_model(model, tokenizer, raw, data_args, training_args)
+    card = _card_arguments("pretrain", model_args, data_args)
+    return _train_language_model(model, tokenizer, raw, data_args, training_args, card)
 
 
 def finetune_language_model(
@@ -177,7 +186,8 @@ def finetune_language_model(
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     dropouts = {name: p * model_args.dropout_multiplier for name, p in LANGUAGE_MODEL_DROPOUTS.items()}
     model = AWDLSTMForCausalLM.from_pretrained(model_args.model_name_or_path, **dropouts, **_overrides(model_args))
-    return _train_language_model(model, tokenizer, raw, data_args, training_args)
+    card = _card_arguments("finetune-lm", model_args, data_args)
+    return _train_language_model(model, tokenizer, raw, data_args, training_args, card)
 
 
 def train_classifier(model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments):
@@ -218,7 +228,7 @@ def train_classifier(model_args: ModelArguments, data_args: DataArguments, train
         processing_class=tokenizer,
         compute_metrics=compute_classification_metrics,
     )
-    return _train_and_save(trainer, training_args)
+    return _train_and_save(trainer, training_args, _card_arguments("train-classifier", model_args, data_args))
 
 
 def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> list[dict]:
@@ -265,7 +275,9 @@ def _new_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) 
     )
 
 
-def _train_language_model(model, tokenizer, raw: DatasetDict, data_args: DataArguments, training_args):
+def _train_language_model(
+    model, tokenizer, raw: DatasetDict, data_args: DataArguments, training_args, card: dict
+):
     """Stages 1 and 2: the texts become one token stream in ``batch_size`` rows, read in BPTT windows."""
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(
@@ -295,11 +307,23 @@ def _train_language_model(model, tokenizer, raw: DatasetDict, data_args: DataArg
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )
-    return _train_and_save(trainer, training_args)
+    return _train_and_save(trainer, training_args, card)
 
 
-def _train_and_save(trainer: Trainer, training_args: ULMFiTTrainingArguments) -> dict[str, float]:
-    """Train (resuming if asked), save model + tokenizer, evaluate, write the results files as the Trainer does."""
+def _card_arguments(stage: str, model_args: ModelArguments, data_args: DataArguments) -> dict:
+    """What the model card (``hf_ulmfit.cards``) needs to know that the trainer does not."""
+    return {
+        "stage": stage,
+        "finetuned_from": model_args.model_name_or_path if stage != "pretrain" else None,
+        "dataset": dataset_names(data_args.train_file, data_args.validation_file, name=data_args.dataset_name),
+        "license": model_args.license,
+    }
+
+
+def _train_and_save(trainer: Trainer, training_args: ULMFiTTrainingArguments, card: dict) -> dict[str, float]:
+    """Train (resuming if asked), save model + tokenizer, evaluate, write the results files as the Trainer does,
+    and the model card (``card``: the arguments of ``ULMFiTTrainer.create_model_card``); with ``push_to_hub``,
+    push the whole output directory, card included."""
     train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model()
     trainer.save_state()
@@ -308,6 +332,10 @@ def _train_and_save(trainer: Trainer, training_args: ULMFiTTrainingArguments) ->
     eval_metrics = trainer.evaluate()
     trainer.log_metrics("eval", eval_metrics)
     trainer.save_metrics("eval", eval_metrics)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card)  # writes the card (create_model_card), then uploads output_dir
+    else:
+        trainer.create_model_card(**card)
     return {**train_result.metrics, **eval_metrics}
 
 

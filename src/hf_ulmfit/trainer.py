@@ -8,6 +8,8 @@
 * Language-model stages: the recurrent state is carried, detached, from one batch of a ``LanguageModelStream``
   to the next (truncated BPTT, as the AWD-LSTM trains), reset at each epoch and evaluation, and stored in
   checkpoints so a resumed run continues with it. Evaluation of a language model reports perplexity.
+* Saving and the Hub: the training arguments are saved as JSON (no pickle), and ``create_model_card`` (run by
+  ``push_to_hub``) writes the ULMFiT model card of ``hf_ulmfit.cards`` instead of the Trainer's generic one.
 """
 
 import math
@@ -17,11 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, get_last_checkpoint
 from transformers.utils import logging
 
 from .callbacks import GradualUnfreezingCallback
+from .cards import write_trainer_model_card
 from .data import EpochSeededLengthGroupedSampler, LanguageModelStream
 from .lr_finder import LRFinderResult, lr_find
 from .schedules import get_slanted_triangular_schedule
@@ -286,6 +290,31 @@ class ULMFiTTrainer(Trainer):
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
         finally:
             self.label_names = label_names
+
+    # -- saving and the Hub (hf_ulmfit.cards) ----------------------------------------------------------------
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """As the Trainer's, with the training arguments in ``training_args.json`` instead of the pickle
+        ``training_args.bin``: a saved directory, and so what ``push_to_hub`` uploads from ``output_dir``,
+        holds safetensors and JSON only (loading a pickle can run arbitrary code)."""
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
+        if self.args.should_save and os.path.isfile(pickled):
+            os.remove(pickled)
+            with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as file:
+                file.write(self.args.to_json_string())
+
+    def create_model_card(self, **kwargs) -> None:
+        """Writes the ULMFiT model card (``hf_ulmfit.cards.write_trainer_model_card``) into ``output_dir``.
+
+        ``Trainer.push_to_hub`` calls this just before uploading ``output_dir``; the Trainer's own version
+        would replace the card a stage wrote there with its generic one. Takes the Trainer's arguments
+        (``license``, ``tags``, ``finetuned_from``, ``dataset``, ...) plus ``stage``; what is not given is kept
+        from the card already there.
+        """
+        if self.is_world_process_zero():
+            write_trainer_model_card(self, **kwargs)
 
     # -- learning-rate range test ---------------------------------------------------------------------------
 
