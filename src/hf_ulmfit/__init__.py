@@ -33,8 +33,7 @@ AutoTokenizer.register(AWDLSTMConfig, fast_tokenizer_class=PreTrainedTokenizerFa
 
 
 def __getattr__(name: str):
-    """The training layer (Trainer, data, metrics) is imported on first use, so that ``import hf_ulmfit`` for
-    inference stays light."""
+    """The training and export layers are imported on first use, so that ``import hf_ulmfit`` stays light."""
     if name in _TRAINING_EXPORTS:
         import importlib
 
@@ -56,6 +55,10 @@ _TRAINING_EXPORTS = {
     "LRFinderResult": ".lr_finder",
     "build_model_card": ".cards",
     "write_model_card": ".cards",
+    "quantize_for_cpu": ".export",
+    "export_onnx_classifier": ".export",
+    "export_onnx_language_model_step": ".export",
+    "OnnxClassifier": ".export",
 }
 
 __all__ = [
