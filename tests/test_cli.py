@@ -11,23 +11,50 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 import hf_ulmfit  # noqa: F401  (registers awd_lstm with the Auto classes)
 
-GENERAL = [f"The {w} of the city is {n} years old and it has many {x}." for w in ("river", "church", "bridge",
-           "market", "school") for n in (12, 40, 300) for x in ("visitors", "stories", "trees", "houses")]
-REVIEWS = [f"This movie was {a}. The acting was {b} and I {c} it." for a, b, c in [
-    ("great", "superb", "loved"), ("wonderful", "fine", "enjoyed"), ("terrible", "awful", "hated"),
-    ("boring", "weak", "disliked")] for _ in range(6)]
+GENERAL = [
+    f"The {w} of the city is {n} years old and it has many {x}."
+    for w in ("river", "church", "bridge", "market", "school")
+    for n in (12, 40, 300)
+    for x in ("visitors", "stories", "trees", "houses")
+]
+REVIEWS = [
+    f"This movie was {a}. The acting was {b} and I {c} it."
+    for a, b, c in [
+        ("great", "superb", "loved"),
+        ("wonderful", "fine", "enjoyed"),
+        ("terrible", "awful", "hated"),
+        ("boring", "weak", "disliked"),
+    ]
+    for _ in range(6)
+]
 LABELS = ["pos", "pos", "neg", "neg"] * 6
 TINY_MODEL = "embedding_size=8,hidden_size=12,num_hidden_layers=2,bptt=8,max_len=16"
-COMMON = ["--report_to", "none", "--save_strategy", "no", "--num_train_epochs", "1", "--seed", "0",
-          "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", "--disable_tqdm", "true"]
+COMMON = [
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--num_train_epochs",
+    "1",
+    "--seed",
+    "0",
+    "--per_device_train_batch_size",
+    "4",
+    "--per_device_eval_batch_size",
+    "4",
+    "--disable_tqdm",
+    "true",
+]
 
 
-def hf_ulmfit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hf_ulmfit.cli", *args], capture_output=True, text=True, timeout=300)
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hf_ulmfit.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def run_ok(*args: str) -> subprocess.CompletedProcess:
-    result = hf_ulmfit(*args)
+    result = run_cli(*args)
     assert result.returncode == 0, result.stderr[-4000:]
     return result
 
@@ -39,7 +66,9 @@ def files(tmp_path_factory):
     pd.DataFrame({"review": REVIEWS * 2}).to_json(root / "reviews.jsonl", orient="records", lines=True)
     pd.DataFrame({"review": REVIEWS, "sentiment": LABELS}).to_csv(root / "train.csv", index=False)
     pd.DataFrame({"review": REVIEWS[:8], "sentiment": LABELS[:8]}).to_csv(root / "valid.csv", index=False)
-    pd.DataFrame({"review": REVIEWS[:8], "sentiment": ["pos"] * 7 + ["meh"]}).to_csv(root / "unseen.csv", index=False)
+    pd.DataFrame({"review": REVIEWS[:8], "sentiment": ["pos"] * 7 + ["meh"]}).to_csv(
+        root / "unseen.csv", index=False
+    )
     pd.DataFrame({"text": ["I loved it", "Awful acting"]}).to_parquet(root / "new.parquet")
     return root
 
@@ -47,23 +76,60 @@ def files(tmp_path_factory):
 def test_three_stages_and_predict(files, tmp_path):
     pretrained, finetuned, classifier = tmp_path / "1-pretrain", tmp_path / "2-lm", tmp_path / "3-clas"
 
-    run_ok("pretrain", "--train_file", str(files / "general.txt"), "--vocab_size", "300",
-           "--config_overrides", TINY_MODEL, "--output_dir", str(pretrained), *COMMON)
+    run_ok(
+        "pretrain",
+        "--train_file",
+        str(files / "general.txt"),
+        "--vocab_size",
+        "300",
+        "--config_overrides",
+        TINY_MODEL,
+        "--output_dir",
+        str(pretrained),
+        *COMMON,
+    )
     results = json.loads((pretrained / "all_results.json").read_text())
-    assert results["eval_perplexity"] == pytest.approx(torch.tensor(results["eval_loss"]).exp().item(), rel=1e-4)
+    assert results["eval_perplexity"] == pytest.approx(
+        torch.tensor(results["eval_loss"]).exp().item(), rel=1e-4
+    )
     lm = AutoModelForCausalLM.from_pretrained(pretrained)
     assert (lm.config.hidden_size, lm.config.num_hidden_layers, lm.config.bptt) == (12, 2, 8)
     assert lm.config.vocab_size == len(AutoTokenizer.from_pretrained(pretrained))
 
-    run_ok("finetune-lm", "--model_name_or_path", str(pretrained), "--train_file", str(files / "reviews.jsonl"),
-           "--text_column_name", "review", "--output_dir", str(finetuned), "--learning_rate", "1e-2", *COMMON)
+    run_ok(
+        "finetune-lm",
+        "--model_name_or_path",
+        str(pretrained),
+        "--train_file",
+        str(files / "reviews.jsonl"),
+        "--text_column_name",
+        "review",
+        "--output_dir",
+        str(finetuned),
+        "--learning_rate",
+        "1e-2",
+        *COMMON,
+    )
     assert "eval_perplexity" in json.loads((finetuned / "eval_results.json").read_text())
     tuned = AutoModelForCausalLM.from_pretrained(finetuned)
     assert not torch.equal(tuned.awd_lstm.layers[0].weight_hh_l0, lm.awd_lstm.layers[0].weight_hh_l0)
 
-    run_ok("train-classifier", "--model_name_or_path", str(finetuned), "--train_file", str(files / "train.csv"),
-           "--validation_file", str(files / "valid.csv"), "--text_column_name", "review",
-           "--label_column_name", "sentiment", "--output_dir", str(classifier), *COMMON)
+    run_ok(
+        "train-classifier",
+        "--model_name_or_path",
+        str(finetuned),
+        "--train_file",
+        str(files / "train.csv"),
+        "--validation_file",
+        str(files / "valid.csv"),
+        "--text_column_name",
+        "review",
+        "--label_column_name",
+        "sentiment",
+        "--output_dir",
+        str(classifier),
+        *COMMON,
+    )
     results = json.loads((classifier / "all_results.json").read_text())
     assert 0.0 <= results["eval_accuracy"] <= 1.0 and "eval_macro_f1" in results
     model = AutoModelForSequenceClassification.from_pretrained(classifier)
@@ -73,8 +139,15 @@ def test_three_stages_and_predict(files, tmp_path):
     assert {s["label"] for s in scores} == {"neg", "pos"}
 
     out = tmp_path / "predictions.jsonl"
-    run_ok("predict", "--model_name_or_path", str(classifier), "--input_file", str(files / "new.parquet"),
-           "--output_file", str(out))
+    run_ok(
+        "predict",
+        "--model_name_or_path",
+        str(classifier),
+        "--input_file",
+        str(files / "new.parquet"),
+        "--output_file",
+        str(out),
+    )
     predictions = [json.loads(line) for line in out.read_text().splitlines()]
     assert [p["text"] for p in predictions] == ["I loved it", "Awful acting"]
     expected = pipeline("text-classification", model=str(classifier))(["I loved it", "Awful acting"])
@@ -83,22 +156,42 @@ def test_three_stages_and_predict(files, tmp_path):
 
 
 def test_bad_input_gets_a_clear_error(files, tmp_path):
-    missing = hf_ulmfit("pretrain", "--train_file", str(files / "reviews.jsonl"), "--output_dir", str(tmp_path),
-                        "--vocab_size", "300", *COMMON)
+    missing = run_cli(
+        "pretrain",
+        "--train_file",
+        str(files / "reviews.jsonl"),
+        "--output_dir",
+        str(tmp_path),
+        "--vocab_size",
+        "300",
+        *COMMON,
+    )
     assert missing.returncode != 0 and "has no column ['text']" in missing.stderr
 
-    unknown = hf_ulmfit("finetune-lm", "--model_name_or_path", str(tmp_path), "--train_file",
-                        str(files / "data.xlsx"), "--output_dir", str(tmp_path), *COMMON)
+    unknown = run_cli(
+        "finetune-lm",
+        "--model_name_or_path",
+        str(tmp_path),
+        "--train_file",
+        str(files / "data.xlsx"),
+        "--output_dir",
+        str(tmp_path),
+        *COMMON,
+    )
     assert unknown.returncode != 0 and "Cannot read" in unknown.stderr
 
-    usage = hf_ulmfit("no-such-command")
+    usage = run_cli("no-such-command")
     assert usage.returncode == 2 and "unknown command" in usage.stderr
 
 
 def test_unseen_validation_labels_are_named(files):
     from hf_ulmfit.stages import DataArguments, label_names, load_texts
 
-    data = DataArguments(train_file=str(files / "train.csv"), validation_file=str(files / "unseen.csv"),
-                         text_column_name="review", label_column_name="sentiment")
+    data = DataArguments(
+        train_file=str(files / "train.csv"),
+        validation_file=str(files / "unseen.csv"),
+        text_column_name="review",
+        label_column_name="sentiment",
+    )
     with pytest.raises(ValueError, match=r"never seen in training: \['meh'\]"):
         label_names(load_texts(data, needs_labels=True), "sentiment")

@@ -289,7 +289,9 @@ def test_head_is_batchnorm_dropout_linear_blocks(tiny_config):
 
 
 def test_a_training_batch_of_one_document_uses_running_statistics(tiny_config):
-    model = AWDLSTMForSequenceClassification(tiny_config(**NO_DROPOUT, classifier_dropouts=[0.0, 0.0])).train()
+    model = AWDLSTMForSequenceClassification(
+        tiny_config(**NO_DROPOUT, classifier_dropouts=[0.0, 0.0])
+    ).train()
     doc = torch.randint(4, 60, (1, 9))
     out = model(doc, labels=torch.tensor([1]))
     out.loss.backward()

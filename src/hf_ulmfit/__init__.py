@@ -59,6 +59,8 @@ _TRAINING_EXPORTS = {
     "export_onnx_classifier": ".export",
     "export_onnx_language_model_step": ".export",
     "OnnxClassifier": ".export",
+    "convert_fastai_checkpoint": ".convert_fastai",
+    "build_fastai_tokenizer": ".tokenization_fastai",
 }
 
 __all__ = [

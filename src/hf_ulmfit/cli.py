@@ -19,7 +19,10 @@ from . import stages
 from .training_args import ULMFiTTrainingArguments
 
 TRAINING_COMMANDS = {
-    "pretrain": (stages.pretrain, "Stage 1: train a tokenizer and an AWD-LSTM LM from scratch on general text."),
+    "pretrain": (
+        stages.pretrain,
+        "Stage 1: train a tokenizer and an AWD-LSTM LM from scratch on general text.",
+    ),
     "finetune-lm": (stages.finetune_language_model, "Stage 2: fine-tune the LM on the target task's texts."),
     "train-classifier": (stages.train_classifier, "Stage 3: train the classifier with gradual unfreezing."),
 }
@@ -34,22 +37,39 @@ STAGE_DEFAULTS = {
 @dataclass
 class PredictArguments:
     model_name_or_path: str = field(metadata={"help": "A trained classifier: directory or Hub id."})
-    input_file: str | None = field(default=None, metadata={"help": "Texts to classify (csv, json/jsonl, parquet, txt)."})
+    input_file: str | None = field(
+        default=None, metadata={"help": "Texts to classify (csv, json/jsonl, parquet, txt)."}
+    )
     text: list[str] | None = field(default=None, metadata={"help": "Texts given on the command line."})
-    text_column_name: str = field(default="text", metadata={"help": "Column of --input_file holding the texts."})
+    text_column_name: str = field(
+        default="text", metadata={"help": "Column of --input_file holding the texts."}
+    )
     output_file: str | None = field(default=None, metadata={"help": "Write predictions here as JSON lines."})
     batch_size: int = field(default=32, metadata={"help": "Texts per forward pass."})
 
 
 @dataclass
 class DemoArguments:
-    output_dir: str = field(default="ulmfit-demo", metadata={"help": "Where the three stages save their models."})
+    output_dir: str = field(
+        default="ulmfit-demo", metadata={"help": "Where the three stages save their models."}
+    )
     seed: int = field(default=42, metadata={"help": "Random seed of every stage."})
+
+
+@dataclass
+class ConvertFastaiArguments:
+    weights: str = field(metadata={"help": "fastai .pth: learn.save, learn.save_encoder or lstm_fwd.pth."})
+    vocab: str = field(metadata={"help": "fastai vocabulary: pickle (itos_wt103.pkl) or JSON string list."})
+    output_dir: str = field(metadata={"help": "Where to save the converted model, config and tokenizer."})
+    kind: str | None = field(
+        default=None,
+        metadata={"help": "lm or classifier (default: as detected).", "choices": ["lm", "classifier"]},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = [*TRAINING_COMMANDS, "predict", "demo"]
+    commands = [*TRAINING_COMMANDS, "predict", "demo", "convert-fastai"]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         _print_usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -65,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     elif command == "predict":
         (args,) = _parser(PredictArguments, command).parse_args_into_dataclasses(rest)
         _predict(args)
+    elif command == "convert-fastai":
+        from .convert_fastai import convert_fastai_checkpoint
+
+        (args,) = _parser(ConvertFastaiArguments, command).parse_args_into_dataclasses(rest)
+        convert_fastai_checkpoint(args.weights, args.vocab, args.output_dir, kind=args.kind)
     else:
         from .demo import run_demo
 
@@ -108,7 +133,10 @@ def _print_usage(unknown: str | None) -> None:
     for name, (_, help_text) in TRAINING_COMMANDS.items():
         sub.add_parser(name, help=help_text)
     sub.add_parser("predict", help="Classify texts with a trained classifier.")
-    sub.add_parser("demo", help="All three stages on the small samples shipped with the package, then predict.")
+    sub.add_parser(
+        "demo", help="All three stages on the small samples shipped with the package, then predict."
+    )
+    sub.add_parser("convert-fastai", help="Convert a fastai AWD-LSTM checkpoint (LM or classifier).")
     if unknown is not None:
         print(f"hf-ulmfit: unknown command {unknown!r}\n", file=sys.stderr)
     parser.print_help()

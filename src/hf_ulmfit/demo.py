@@ -40,6 +40,7 @@ def run_demo(output_dir: str = "ulmfit-demo", seed: int = 42) -> dict[str, dict[
             report_to="none",
             logging_steps=20,
             disable_tqdm=False,
+            dataloader_pin_memory=False,
             **training,
         )
         results[name] = run(model_args, data_args, args)
@@ -61,7 +62,9 @@ def run_demo(output_dir: str = "ulmfit-demo", seed: int = 42) -> dict[str, dict[
         "2-finetune-lm",
         stages.finetune_language_model,
         stages.ModelArguments(model_name_or_path=str(root / "1-pretrain"), dropout_multiplier=0.5),
-        stages.DataArguments(train_file=str(SAMPLES / "imdb_unlabelled.parquet"), validation_split_percentage=5),
+        stages.DataArguments(
+            train_file=str(SAMPLES / "imdb_unlabelled.parquet"), validation_split_percentage=5
+        ),
         num_train_epochs=1,
         learning_rate=4e-3,
         per_device_train_batch_size=64,
@@ -76,7 +79,7 @@ def run_demo(output_dir: str = "ulmfit-demo", seed: int = 42) -> dict[str, dict[
             train_file=str(SAMPLES / "imdb_train.parquet"), validation_file=str(SAMPLES / "imdb_test.parquet")
         ),
         num_train_epochs=4,
-        learning_rate=1e-2,
+        learning_rate=2e-2,
         per_device_train_batch_size=32,
         per_device_eval_batch_size=64,
         gradual_unfreezing=True,

@@ -417,13 +417,17 @@ class ConcatPoolingHead(nn.Module):
             blocks += [nn.BatchNorm1d(n_in), nn.Dropout(p), nn.Linear(n_in, n_out)]
         self.layers = nn.Sequential(*blocks)
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:  # (batch, 3*embedding_size) -> (batch, num_labels)
+    def forward(
+        self, pooled: torch.Tensor
+    ) -> torch.Tensor:  # (batch, 3*embedding_size) -> (batch, num_labels)
         x = pooled
         for layer in self.layers:
             if isinstance(layer, nn.BatchNorm1d) and self.training and x.size(0) == 1:
                 # One document has no batch statistics (the last batch of an epoch can be that small):
                 # normalise it with the running ones instead of failing.
-                x = F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, layer.bias, eps=layer.eps)
+                x = F.batch_norm(
+                    x, layer.running_mean, layer.running_var, layer.weight, layer.bias, eps=layer.eps
+                )
             else:
                 x = layer(x)
         return x
@@ -485,20 +489,47 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
         grows with ``max_len``, not with the document; gradients flow through the chunks that are pooled.
 
         Every chunk boundary is at the same absolute position whatever the batch, so a document gets the same
-        vector alone or batched with documents of any lengths. input_ids: (batch, seq_len) -> (batch, 3*emb)."""
+        vector alone or batched with documents of any lengths. Documents that have ended drop out of later
+        chunks, so padding costs no LSTM work. input_ids: (batch, seq_len) -> (batch, 3*emb)."""
         bptt, max_len = self.config.bptt, self.config.max_len
         window_start = (lengths - max_len).clamp(min=0)  # (batch,) first pooled position
         pooling = ConcatPooling(lengths, window_start)
         state = self.awd_lstm.initial_state(input_ids.size(0))
         for start in range(0, int(lengths.max()), bptt):
-            chunk = input_ids[:, start : start + bptt]
+            rows = (lengths > start).nonzero().squeeze(1)  # documents with real tokens in this chunk
+            chunk = input_ids[rows, start : start + bptt]
             pooled_here = bool(((start + chunk.size(1) > window_start) & (start < lengths)).any())
             with torch.set_grad_enabled(torch.is_grad_enabled() and pooled_here):
                 # Positions past a row's end are padding: their outputs are computed but never pooled.
-                outputs, state, _ = self.awd_lstm.encode(chunk, state)
+                outputs, rows_state, _ = self.awd_lstm.encode(chunk, select_rows(state, rows))
+            state = replace_rows(state, rows, rows_state)
             if pooled_here:
-                pooling.update(outputs, start)
+                pooling.update(expand_rows(outputs, rows, input_ids.size(0)), start)
         return pooling.result()
+
+
+def select_rows(state: State, rows: torch.Tensor) -> State:
+    """The state of the given batch rows (BPT3C drops documents that have ended)."""
+    if rows.numel() == state[0][0].size(0):
+        return state
+    return tuple((h[rows], c[rows]) for h, c in state)
+
+
+def replace_rows(state: State, rows: torch.Tensor, new: State) -> State:
+    """``state`` with the given rows replaced by ``new``."""
+    if rows.numel() == state[0][0].size(0):
+        return new
+    return tuple(
+        (h.index_copy(0, rows, h_new), c.index_copy(0, rows, c_new))
+        for (h, c), (h_new, c_new) in zip(state, new)
+    )
+
+
+def expand_rows(outputs: torch.Tensor, rows: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(len(rows), ...) -> (batch_size, ...), zeros in the rows that were left out."""
+    if rows.numel() == batch_size:
+        return outputs
+    return outputs.new_zeros(batch_size, *outputs.shape[1:]).index_copy(0, rows, outputs)
 
 
 class ConcatPooling:

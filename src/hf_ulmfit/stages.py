@@ -42,19 +42,25 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "The model to start from: a directory or Hub id (an LM for finetune-lm and train-classifier)."},
+        metadata={
+            "help": "The model to start from: a directory or Hub id (an LM for finetune-lm and train-classifier)."
+        },
     )
     config_name: str | None = field(
-        default=None, metadata={"help": "pretrain: a config (directory or Hub id) to start from instead of the default."}
+        default=None,
+        metadata={"help": "pretrain: a config (directory or Hub id) to start from instead of the default."},
     )
     config_overrides: str | None = field(
         default=None,
         metadata={"help": 'Override config values, e.g. "hidden_size=256,num_hidden_layers=2,bptt=70".'},
     )
     tokenizer_name: str | None = field(
-        default=None, metadata={"help": "A tokenizer to use instead of the model's (pretrain: instead of training one)."}
+        default=None,
+        metadata={"help": "A tokenizer to use instead of the model's (pretrain: instead of training one)."},
     )
-    vocab_size: int = field(default=30000, metadata={"help": "pretrain: vocabulary size of the tokenizer it trains."})
+    vocab_size: int = field(
+        default=30000, metadata={"help": "pretrain: vocabulary size of the tokenizer it trains."}
+    )
     dropout_multiplier: float = field(
         default=1.0,
         metadata={
@@ -72,20 +78,32 @@ class DataArguments:
     """Where the texts (and labels) are."""
 
     train_file: str | None = field(
-        default=None, metadata={"help": "Training data: csv, json/jsonl, parquet, or txt (one text per line)."}
+        default=None,
+        metadata={"help": "Training data: csv, json/jsonl, parquet, or txt (one text per line)."},
     )
     validation_file: str | None = field(default=None, metadata={"help": "Evaluation data, same formats."})
     text_column_name: str = field(default="text", metadata={"help": "Column holding the texts."})
-    label_column_name: str = field(default="label", metadata={"help": "train-classifier: column holding the labels."})
-    validation_split_percentage: int = field(
-        default=5, metadata={"help": "Without --validation_file: percent of the training data held out for evaluation."}
+    label_column_name: str = field(
+        default="label", metadata={"help": "train-classifier: column holding the labels."}
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N evaluation texts."})
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    validation_split_percentage: int = field(
+        default=5,
+        metadata={"help": "Without --validation_file: percent of the training data held out for evaluation."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training texts."}
+    )
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N evaluation texts."}
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenization."}
+    )
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Name of the data for the model card (e.g. a Hub dataset id); default: the file names."},
+        metadata={
+            "help": "Name of the data for the model card (e.g. a Hub dataset id); default: the file names."
+        },
     )
 
 
@@ -103,7 +121,9 @@ def load_texts(data_args: DataArguments, needs_labels: bool = False, hold_out: b
         files["validation"] = data_args.validation_file
     builders = {_data_format(path) for path in files.values()}
     if len(builders) > 1:
-        raise ValueError(f"--train_file and --validation_file must have the same format, got {sorted(builders)}.")
+        raise ValueError(
+            f"--train_file and --validation_file must have the same format, got {sorted(builders)}."
+        )
     try:
         raw = load_dataset(builders.pop(), data_files=files)
     except UnicodeDecodeError as error:
@@ -169,7 +189,9 @@ def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args
         tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name)
     else:
         logger.info("Training a %d-token tokenizer on %s", model_args.vocab_size, data_args.train_file)
-        tokenizer = train_tokenizer(raw["train"][data_args.text_column_name], vocab_size=model_args.vocab_size)
+        tokenizer = train_tokenizer(
+            raw["train"][data_args.text_column_name], vocab_size=model_args.vocab_size
+        )
     config = _new_config(model_args, tokenizer)
     model = AWDLSTMForCausalLM(config)
     logger.info("AWD-LSTM language model with %.1fM parameters", model.num_parameters() / 1e6)
@@ -185,12 +207,16 @@ def finetune_language_model(
     raw = load_texts(data_args)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     dropouts = {name: p * model_args.dropout_multiplier for name, p in LANGUAGE_MODEL_DROPOUTS.items()}
-    model = AWDLSTMForCausalLM.from_pretrained(model_args.model_name_or_path, **dropouts, **_overrides(model_args))
+    model = AWDLSTMForCausalLM.from_pretrained(
+        model_args.model_name_or_path, **dropouts, **_overrides(model_args)
+    )
     card = _card_arguments("finetune-lm", model_args, data_args)
     return _train_language_model(model, tokenizer, raw, data_args, training_args, card)
 
 
-def train_classifier(model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments):
+def train_classifier(
+    model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments
+):
     """Stage 3 (section 3.3): the classifier on top of the fine-tuned LM, with gradual unfreezing."""
     _require_model(model_args)
     raw = load_texts(data_args, needs_labels=True)
@@ -214,7 +240,11 @@ def train_classifier(model_args: ModelArguments, data_args: DataArguments, train
     )
     datasets = {
         split: classification_dataset(
-            dataset, tokenizer, data_args.text_column_name, "labels", num_proc=data_args.preprocessing_num_workers
+            dataset,
+            tokenizer,
+            data_args.text_column_name,
+            "labels",
+            num_proc=data_args.preprocessing_num_workers,
         )
         for split, dataset in raw.items()
     }
@@ -315,7 +345,9 @@ def _card_arguments(stage: str, model_args: ModelArguments, data_args: DataArgum
     return {
         "stage": stage,
         "finetuned_from": model_args.model_name_or_path if stage != "pretrain" else None,
-        "dataset": dataset_names(data_args.train_file, data_args.validation_file, name=data_args.dataset_name),
+        "dataset": dataset_names(
+            data_args.train_file, data_args.validation_file, name=data_args.dataset_name
+        ),
         "license": model_args.license,
     }
 
