@@ -30,7 +30,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,6 +39,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _machine import machine_info
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("fp32", "int8", "onnx")
@@ -160,35 +161,6 @@ def run_worker(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------------------------------------
 # Orchestrating (in the parent process)
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, core counts and library versions, so numbers can be compared across machines."""
-    import onnxruntime
-    import torch
-    import transformers
-
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu_model": cpu_model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "threads": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "quantized_engine": torch.backends.quantized.engine,
-        "onnxruntime": onnxruntime.__version__,
-        "transformers": transformers.__version__,
-    }
 
 
 def load_test_sample(data_dir: Path, num_texts: int, seed: int, label2id: dict[str, int]) -> dict[str, list]:
@@ -314,7 +286,15 @@ def main(argv: list[str] | None = None) -> None:
     # The tokenizer's Rust threads get the same budget as the model's, in every worker.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if args.threads > 1 else "false")
     os.environ.setdefault("RAYON_NUM_THREADS", str(args.threads))
-    info = machine_info(args.threads)
+    import torch
+
+    info = machine_info(
+        "torch",
+        "onnxruntime",
+        "transformers",
+        threads=args.threads,
+        quantized_engine=torch.backends.quantized.engine,
+    )
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     config = json.loads((args.model / "config.json").read_text())
     sample = load_test_sample(args.data_dir, args.num_texts, args.seed, config.get("label2id") or {})

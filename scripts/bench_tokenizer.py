@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,35 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _machine import machine_info
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = Path(__file__).resolve().parent / "_fastai_tokenize_peer.py"
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core counts and library versions, so numbers can be compared across machines."""
-    import tokenizers
-    import transformers
-
-    cpu_model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu_model": cpu_model,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": usable,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "tokenizers": tokenizers.__version__,
-        "transformers": transformers.__version__,
-        "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "(unset: parallel)"),
-        "RAYON_NUM_THREADS": os.environ.get("RAYON_NUM_THREADS", "(unset)"),
-    }
 
 
 def time_interleaved(
@@ -116,7 +90,12 @@ def main() -> None:
 
     from hf_ulmfit.tokenization_awd_lstm import train_tokenizer
 
-    info = machine_info()
+    info = machine_info(
+        "tokenizers",
+        "transformers",
+        TOKENIZERS_PARALLELISM=os.environ.get("TOKENIZERS_PARALLELISM", "(unset: parallel)"),
+        RAYON_NUM_THREADS=os.environ.get("RAYON_NUM_THREADS", "(unset)"),
+    )
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()), flush=True)
 
     all_texts = (
