@@ -7,6 +7,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(2)
 
+# A few short movie reviews: a tokenizer-training corpus for tests (repeat it as needed).
+REVIEWS = [
+    "A wonderful film with great acting.<br /><br />I loved it.",
+    "Terrible plot, bad acting, a waste of time.",
+    "The movie was fine, nothing special.",
+    "One of the best films I have seen this year!",
+    "Boring and far too long. I fell asleep.",
+]
+
 TINY = dict(vocab_size=60, embedding_size=8, hidden_size=12, num_hidden_layers=3)
 
 

@@ -7,7 +7,6 @@ import textwrap
 
 import pytest
 import torch
-from hf_ulmfit.tokenization_awd_lstm import train_tokenizer
 from transformers import (
     AutoConfig,
     AutoModel,
@@ -17,15 +16,11 @@ from transformers import (
     pipeline,
 )
 
+from conftest import REVIEWS
 from hf_ulmfit import AWDLSTMConfig, AWDLSTMForCausalLM, AWDLSTMForSequenceClassification, AWDLSTMModel
+from hf_ulmfit.tokenization_awd_lstm import train_tokenizer
 
-CORPUS = [
-    "A wonderful film with great acting.<br /><br />I loved it.",
-    "Terrible plot, bad acting, a waste of time.",
-    "The movie was fine, nothing special.",
-    "One of the best films I have seen this year!",
-    "Boring and far too long. I fell asleep.",
-] * 20
+CORPUS = REVIEWS * 20
 TEXTS = [
     "great film",
     "bad",

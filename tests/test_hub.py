@@ -19,15 +19,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
+from conftest import REVIEWS
 from hub_server import HubServer
 
-CORPUS = [
-    "A wonderful film with great acting.<br /><br />I loved it.",
-    "Terrible plot, bad acting, a waste of time.",
-    "The movie was fine, nothing special.",
-    "One of the best films I have seen this year!",
-    "Boring and far too long. I fell asleep.",
-] * 12
+CORPUS = REVIEWS * 12
 TEXTS = ["great film", "bad", "It was a long, boring and terrible movie with bad acting " * 4, "ok"]
 TINY = dict(embedding_size=8, hidden_size=12, num_hidden_layers=2, bptt=8, max_len=16)
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
