@@ -43,6 +43,11 @@ class GradualUnfreezingCallback(TrainerCallback):
     from a checkpoint continues the schedule where it stopped. The optimizer must hold every parameter, frozen or
     not (``ULMFiTTrainer`` builds it so): an optimizer built from trainable parameters only would never update
     the groups unfrozen later.
+
+    Several processes (DDP): frozen parameters take no part in the loss, which DDP accepts only with
+    ``find_unused_parameters`` (the Trainer's default for transformers models; ``ddp_find_unused_parameters=False``
+    is rejected). Their gradients stay ``None`` on every process, so they do not move, not even by weight decay.
+    The groups must all be trainable when DDP wraps the model; ``ULMFiTTrainer.train`` sees to it.
     """
 
     def __init__(self, unfreeze_every_n_epochs: int = 1):
@@ -54,6 +59,7 @@ class GradualUnfreezingCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, model=None, **kwargs
     ):
         _check_optimizer_holds_model(kwargs.get("optimizer"), model)
+        _check_distributed_arguments(args)
         self._apply(model, state)
 
     def on_epoch_begin(
@@ -72,6 +78,15 @@ def _layer_groups(model: nn.Module) -> list[nn.Module]:
     if not groups:
         raise TypeError(f"{type(model).__name__} has no `layer_groups`; gradual unfreezing needs them.")
     return list(groups)
+
+
+def _check_distributed_arguments(args: TrainingArguments) -> None:
+    """Fails early where DDP would fail at the second step (or silently mis-sync) with frozen parameters."""
+    if args.world_size > 1 and (args.ddp_find_unused_parameters is False or args.ddp_static_graph):
+        raise ValueError(
+            "Gradual unfreezing with several processes: frozen parameters are unused in the loss, which DDP needs "
+            "to be told about. Leave ddp_find_unused_parameters unset (or True) and ddp_static_graph off."
+        )
 
 
 def _check_optimizer_holds_model(optimizer, model: nn.Module) -> None:

@@ -105,20 +105,24 @@ def _parser(dataclass_type, command: str) -> HfArgumentParser:
 
 
 def _predict(args: PredictArguments) -> None:
+    """One JSON line per text, in order: the text, its label and score. Texts from --input_file are checked by
+    ``stages.load_texts`` (readable, UTF-8, every row a string), those from --text by ``stages.predict``."""
     if (args.input_file is None) == (args.text is None):
         raise SystemExit("hf-ulmfit predict: give either --input_file or --text.")
+    if args.batch_size < 1:
+        raise SystemExit(f"hf-ulmfit predict: --batch_size must be at least 1, got {args.batch_size}.")
     texts = args.text
     if args.input_file is not None:
         data_args = stages.DataArguments(train_file=args.input_file, text_column_name=args.text_column_name)
         texts = list(stages.load_texts(data_args, hold_out=False)["train"][args.text_column_name])
     predictions = stages.predict(args.model_name_or_path, texts, batch_size=args.batch_size)
-    lines = [json.dumps({"text": text, **prediction}) for text, prediction in zip(texts, predictions)]
+    lines = [json.dumps({"text": text, **prediction}) + "\n" for text, prediction in zip(texts, predictions)]
     if args.output_file:
         with open(args.output_file, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+            f.writelines(lines)
         print(f"Wrote {len(lines)} predictions to {args.output_file}")
     else:
-        print("\n".join(lines))
+        sys.stdout.writelines(lines)
 
 
 def _set_up_logging() -> None:

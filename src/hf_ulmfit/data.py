@@ -1,8 +1,8 @@
 """Data pipelines of the two ULMFiT training stages (Howard & Ruder 2018).
 
-Language-model stages (sections 3.1 and 3.2): documents become one token stream, cut into ``batch_size``
-contiguous rows and read in windows of about ``bptt`` tokens, so that batch ``t + 1`` continues every row of batch
-``t`` and the recurrent state the trainer carries over is the right one.
+Language-model stages (sections 3.1 and 3.2): documents become one token stream, cut into contiguous rows
+(``batch_size`` per process) and read in windows of about ``bptt`` tokens, so that batch ``t + 1`` of a process
+continues every row of its batch ``t`` and the recurrent state the trainer carries over is the right one.
 
 Classifier stage (section 3.3, BPT3C): tokenized documents of any length, batched by similar length and padded
 on the right; the model itself reads each document in ``bptt``-sized chunks.
@@ -87,23 +87,31 @@ def variable_windows(num_positions: int, bptt: int, rng: np.random.Generator) ->
 class LanguageModelStream(Dataset):
     """Map-style dataset of BPTT windows over a token stream, for LM pretraining and fine-tuning.
 
-    Item ``i`` is row ``i % batch_size`` of window ``i // batch_size``: ``input_ids`` are the tokens of the
-    window and ``shift_labels`` the tokens one position later (already aligned with the inputs, so the last
-    position of each window gets a target too). Read in order with a batch size of ``batch_size``, batch ``t + 1``
-    continues every row of batch ``t``. Use it with ``train_sampling_strategy="sequential"``,
-    ``per_device_train_batch_size=batch_size`` (``per_device_eval_batch_size`` for evaluation) and
-    ``data_collator=transformers.default_data_collator``; ``dataloader_drop_last=True`` is harmless (the length
-    is a multiple of ``batch_size``).
+    The stream is cut into ``num_rows = batch_size * num_shards`` contiguous rows. Item ``i`` is row
+    ``i % num_rows`` of window ``i // num_rows``: ``input_ids`` are the tokens of the window and ``shift_labels``
+    the tokens one position later (already aligned with the inputs, so the last position of each window gets a
+    target too). Read in order with a batch size of ``batch_size``, batch ``t + 1`` continues every row of batch
+    ``t``. Use it with ``train_sampling_strategy="sequential"``, ``per_device_train_batch_size=batch_size``
+    (``per_device_eval_batch_size`` for evaluation) and ``data_collator=transformers.default_data_collator``;
+    ``dataloader_drop_last=True`` is harmless (the length is a multiple of ``num_rows``).
+
+    Several processes (``num_shards`` = the world size): batch ``t * num_shards + k`` holds rows
+    ``[k * batch_size, (k + 1) * batch_size)`` of window ``t``. Accelerate (under the Trainer) gives process ``k``
+    the batches ``k, k + num_shards, k + 2 * num_shards, ...``, so each process reads its own ``batch_size``
+    contiguous rows through every window and carries the right recurrent state; together the processes read
+    exactly what one process reading ``num_rows`` rows would.
 
     With ``variable_bptt`` the window lengths are redrawn each epoch (``set_epoch``, which the Trainer's
-    dataloader calls) from a generator seeded with ``(seed, epoch)``, so a resumed run sees the same windows.
+    dataloader calls) from a generator seeded with ``(seed, epoch)``, so a resumed run sees the same windows and
+    every process the same window lengths.
 
     Args:
         tokens: a 1-D tensor of token ids, or tokenized documents (concatenated in order).
-        batch_size: number of rows, i.e. the batch size the dataset must be read with.
+        batch_size: rows per batch, i.e. the batch size (per process) the dataset must be read with.
         bptt: window length (the mean length with ``variable_bptt``).
         variable_bptt: draw window lengths as in the AWD-LSTM instead of using a fixed ``bptt``.
         seed: seed of the window lengths.
+        num_shards: number of processes reading the dataset together (``TrainingArguments.world_size``).
     """
 
     def __init__(
@@ -113,16 +121,25 @@ class LanguageModelStream(Dataset):
         bptt: int = 72,
         variable_bptt: bool = False,
         seed: int = 0,
+        num_shards: int = 1,
     ):
-        if batch_size < 1 or bptt < 1:
-            raise ValueError(f"batch_size and bptt must be >= 1, got {batch_size} and {bptt}.")
+        if batch_size < 1 or bptt < 1 or num_shards < 1:
+            raise ValueError(
+                f"batch_size, bptt and num_shards must be >= 1, got {batch_size}, {bptt} and {num_shards}."
+            )
         stream = tokens if isinstance(tokens, torch.Tensor) else concatenate_documents(tokens)
-        self.rows = split_into_rows(stream.long().flatten(), batch_size)
+        self.rows = split_into_rows(stream.long().flatten(), batch_size * num_shards)
         self.batch_size = batch_size
+        self.num_shards = num_shards
         self.bptt = bptt
         self.variable_bptt = variable_bptt
         self.seed = seed
         self.set_epoch(0)
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of all processes together: ``batch_size * num_shards``."""
+        return self.rows.shape[0]
 
     @property
     def num_positions(self) -> int:
@@ -138,13 +155,13 @@ class LanguageModelStream(Dataset):
             self.windows = fixed_windows(self.num_positions, self.bptt)
 
     def __len__(self) -> int:
-        return len(self.windows) * self.batch_size
+        return len(self.windows) * self.num_rows
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} items")
-        start, length = self.windows[index // self.batch_size]
-        row = self.rows[index % self.batch_size]
+        start, length = self.windows[index // self.num_rows]
+        row = self.rows[index % self.num_rows]
         return {"input_ids": row[start : start + length], "shift_labels": row[start + 1 : start + length + 1]}
 
 
@@ -178,11 +195,15 @@ def language_model_stream(
     seed: int = 0,
     text_column: str = "text",
     num_proc: int | None = None,
+    num_shards: int = 1,
 ) -> LanguageModelStream:
-    """LM-stage dataset from raw texts: tokenize, concatenate in order, cut into ``batch_size`` rows."""
+    """LM-stage dataset from raw texts: tokenize, concatenate in order, cut into ``batch_size * num_shards`` rows
+    (``num_shards``: the number of processes, see ``LanguageModelStream``)."""
     tokenized = tokenize_documents(dataset, tokenizer, text_column=text_column, num_proc=num_proc)
     stream = torch.from_numpy(_flat_column(tokenized, "input_ids").astype(np.int64))
-    return LanguageModelStream(stream, batch_size, bptt=bptt, variable_bptt=variable_bptt, seed=seed)
+    return LanguageModelStream(
+        stream, batch_size, bptt=bptt, variable_bptt=variable_bptt, seed=seed, num_shards=num_shards
+    )
 
 
 def _flat_column(dataset: HFDataset, column: str) -> np.ndarray:

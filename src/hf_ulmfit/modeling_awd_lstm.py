@@ -11,7 +11,9 @@ as remote code.
 """
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +116,53 @@ def run_lstm_with_weight_drop(lstm: nn.LSTM, inputs, state: tuple, p: float, tra
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Input checks: a wrong input gets an error that names the problem and the fix, not a crash deep inside torch.
+
+
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Raises ``ValueError`` unless ``input_ids`` is a (batch, seq_len) tensor of ids in [0, vocab_size).
+
+    An id outside the vocabulary almost always means a tokenizer that does not belong to the model. One min/max
+    reduction over the ids: negligible next to the LSTMs."""
+    if input_ids.dim() != 2:
+        raise ValueError(
+            f"input_ids must have shape (batch, seq_len), got {tuple(input_ids.shape)}; "
+            "for a single sequence use input_ids.unsqueeze(0), or call the tokenizer with return_tensors='pt'."
+        )
+    if input_ids.numel() == 0 or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return  # nothing to check, or a graph being traced (ONNX, torch.export): no data-dependent branch
+    low, high = (int(v) for v in torch.aminmax(input_ids))
+    if high >= vocab_size:
+        raise ValueError(
+            f"input_ids contain the token id {high}, but the model's vocabulary has {vocab_size} tokens "
+            f"(ids 0 to {vocab_size - 1}): the tokenizer does not match the model. Use the tokenizer saved with "
+            "the model (AutoTokenizer.from_pretrained on the model's directory), or call "
+            "model.resize_token_embeddings(len(tokenizer)) before training with a larger tokenizer."
+        )
+    if low < 0:
+        raise ValueError(
+            f"input_ids contain the negative id {low}: ids index the vocabulary. Mark padding with "
+            "attention_mask = 0 (any valid id, e.g. the pad token's, can fill those positions); -100 is for labels."
+        )
+
+
+def corrupt_weights_message(source, error: Exception) -> str:
+    """What to tell a user whose ``.safetensors`` weights could not be read."""
+    local = source is not None and os.path.isdir(source)
+    files = sorted(str(path) for path in Path(source).glob("*.safetensors")) if local else []
+    if len(files) == 1:
+        what = f"{files[0]} is"
+    elif files:
+        what = f"one of {files} is"
+    else:
+        what = f"the downloaded .safetensors weights of {str(source)!r} are"
+    return (
+        f"{what} corrupt or truncated ({error}), e.g. an interrupted download or save. Save the model again, "
+        "or download it again with from_pretrained(..., force_download=True)."
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Padding: a row's real tokens are moved to its front, so an LSTM can skip padding wherever it is.
 
 
@@ -152,6 +201,18 @@ class AWDLSTMPreTrainedModel(PreTrainedModel):
         so the directory also loads with ``trust_remote_code=True`` where hf_ulmfit is not installed."""
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``; a corrupt or truncated weights file raises an ``OSError`` that
+        names the file and the fix (safetensors' own message names neither)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except Exception as error:
+            # Matched by name: this file imports only torch and transformers (it is served as remote code).
+            if type(error).__name__ != "SafetensorError":
+                raise
+            raise OSError(corrupt_weights_message(pretrained_model_name_or_path, error)) from error
 
     def _init_weights(self, module: nn.Module) -> None:
         """Embeddings and the (tied) decoder ~ U(-r, r) as in AWD-LSTM; LSTMs keep PyTorch's U(-1/sqrt(H),
@@ -234,6 +295,7 @@ class AWDLSTMModel(AWDLSTMPreTrainedModel):
         continue the same streams; ``None`` starts from zeros. Feeding a sequence in pieces with the state carried
         over gives the same outputs as feeding it whole.
         """
+        check_input_ids(input_ids, self.embed_tokens.num_embeddings)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         state = cache if cache is not None else self.initial_state(input_ids.size(0))
@@ -467,9 +529,12 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
     ) -> SequenceClassifierOutput:
         """input_ids, attention_mask: (batch, seq_len), padding on either side. labels: (batch,) class ids,
         (batch, num_labels) multi-hot, or (batch,) floats for regression."""
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        aligned_ids, lengths, _ = left_align(input_ids, attention_mask)
+        check_input_ids(input_ids, self.awd_lstm.embed_tokens.num_embeddings)
+        if attention_mask is None or bool(attention_mask.all()):  # no padding: no copies of a long document
+            aligned_ids = input_ids
+            lengths = torch.full((input_ids.size(0),), input_ids.size(1), device=input_ids.device)
+        else:
+            aligned_ids, lengths, _ = left_align(input_ids, attention_mask)
         if bool((lengths == 0).any()):
             raise ValueError(
                 "Every sequence needs at least one real token (attention_mask 1); encode texts with the model's "

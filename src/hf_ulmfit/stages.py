@@ -6,19 +6,21 @@ training script leaves: the model and tokenizer in HF format, ``train_results.js
 ``all_results.json``, and the trainer state. Python users call them directly; the CLI only parses arguments.
 """
 
+import codecs
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import Dataset, DatasetDict, Value, load_dataset
 from transformers import (
     AutoTokenizer,
     PreTrainedTokenizerBase,
     Trainer,
     default_data_collator,
     pipeline,
+    set_seed,
 )
 
 from .cards import DEFAULT_LICENSE, dataset_names
@@ -26,7 +28,7 @@ from .configuration_awd_lstm import CLASSIFIER_DROPOUTS, LANGUAGE_MODEL_DROPOUTS
 from .data import classification_collator, classification_dataset, language_model_stream
 from .metrics import compute_classification_metrics
 from .modeling_awd_lstm import AWDLSTMForCausalLM, AWDLSTMForSequenceClassification
-from .tokenization_awd_lstm import train_tokenizer
+from .tokenization_awd_lstm import LONE_SURROGATE, train_tokenizer
 from .trainer import ULMFiTTrainer
 from .training_args import ULMFiTTrainingArguments
 
@@ -34,6 +36,13 @@ logger = logging.getLogger(__name__)
 
 # File extension -> the `datasets` builder that reads it.
 DATA_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
+# What a file of each format must hold (for the error when it cannot be read).
+FORMAT_LAYOUTS = {
+    "csv": "a header row, then one comma-separated row per example",
+    "json": "one JSON object per line, or a JSON list of objects",
+    "parquet": "a Parquet table",
+    "text": "one text per line",
+}
 
 
 @dataclass
@@ -112,8 +121,11 @@ class DataArguments:
 
 
 def load_texts(data_args: DataArguments, needs_labels: bool = False, hold_out: bool = True) -> DatasetDict:
-    """Reads ``train_file`` (and ``validation_file``, or with ``hold_out`` a held-out split of the training data)
-    and checks that the text (and label) columns exist."""
+    """Reads ``train_file`` (and ``validation_file``, or with ``hold_out`` a held-out split of the training data).
+
+    Each file is checked as it is read, before any training starts: a file that cannot be read, is not valid
+    UTF-8, lacks the text (or label) column, or has a row without a text (or label) gets a ``ValueError`` that
+    names the file, the rows and the fix."""
     if data_args.train_file is None:
         raise ValueError("--train_file is required.")
     files = {"train": data_args.train_file}
@@ -124,20 +136,13 @@ def load_texts(data_args: DataArguments, needs_labels: bool = False, hold_out: b
         raise ValueError(
             f"--train_file and --validation_file must have the same format, got {sorted(builders)}."
         )
-    try:
-        raw = load_dataset(builders.pop(), data_files=files)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"Could not read {files}: the file is not valid UTF-8 ({error}).") from error
+    builder = builders.pop()
+    columns = [data_args.text_column_name] + ([data_args.label_column_name] if needs_labels else [])
+    raw = DatasetDict(
+        {split: _read_data_file(path, builder, split, columns) for split, path in files.items()}
+    )
     if "validation" not in raw and hold_out:
         raw = _hold_out(raw["train"], data_args.validation_split_percentage)
-    columns = [data_args.text_column_name] + ([data_args.label_column_name] if needs_labels else [])
-    for split, dataset in raw.items():
-        missing = [column for column in columns if column not in dataset.column_names]
-        if missing:
-            raise ValueError(
-                f"The {split} data has no column {missing}; its columns are {dataset.column_names}. "
-                "Choose them with --text_column_name / --label_column_name."
-            )
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
     return DatasetDict(
         {
@@ -154,6 +159,107 @@ def _data_format(path: str) -> str:
     if not os.path.exists(path):
         raise FileNotFoundError(f"No such data file: {path!r}.")
     return DATA_FORMATS[suffix]
+
+
+def _read_data_file(path: str, builder: str, split: str, columns: list[str]) -> Dataset:
+    """One data file as a ``Dataset``: readable, valid UTF-8, with ``columns`` (text first, then the label) and a
+    value in each of them on every row."""
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"The {split} data file {path!r} is empty.")
+    try:
+        dataset = load_dataset(builder, data_files=path, split="train")
+        dataset.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
+    except Exception as error:  # `datasets` wraps the reader's own error, e.g. in a DatasetGenerationError
+        raise ValueError(_unreadable_file_message(path, builder, error)) from error
+    where = f"The {split} data ({path})"
+    missing = [column for column in columns if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"{where} has no column {missing}; its columns are {dataset.column_names}. "
+            "Choose them with --text_column_name / --label_column_name."
+        )
+    text, *label = columns
+    _check_text_column(dataset, text, where, csv=builder == "csv")
+    if label and dataset.data.column(label[0]).null_count:
+        raise ValueError(
+            f"{where} has rows without a label in column {label[0]!r}: rows {_rows_where(dataset, label[0])} "
+            "(data rows, counted from 0). Label those rows or remove them."
+        )
+    return dataset
+
+
+def _check_text_column(dataset: Dataset, text: str, where: str, csv: bool) -> None:
+    """Every row's text must be a string: an empty string is a text, a missing value or a number is not."""
+    feature = dataset.features[text]
+    if not (isinstance(feature, Value) and feature.dtype in ("string", "large_string", "null")):
+        bad = _rows_where(dataset, text, lambda value: value is not None and not isinstance(value, str))
+        found = f"it holds {feature}"
+        if bad:
+            found = f"rows {bad} (data rows, counted from 0) hold {type(dataset[bad[0]][text]).__name__}"
+        raise ValueError(
+            f"{where}: column {text!r} must hold texts, but {found}. Choose the text column with "
+            "--text_column_name, or store the texts as strings."
+        )
+    if dataset.data.column(text).null_count:
+        raise ValueError(
+            f"{where} has rows without a text in column {text!r}: rows {_rows_where(dataset, text)} (data rows, "
+            f"counted from 0{'; an empty CSV cell is a missing text' if csv else ''}). "
+            "Give those rows a text or remove them."
+        )
+
+
+def _rows_where(
+    dataset: Dataset, column: str, is_bad=lambda value: value is None, limit: int = 5
+) -> list[int]:
+    """The first ``limit`` rows whose value in ``column`` ``is_bad`` (to report an error: reads the column)."""
+    rows = []
+    for row, value in enumerate(dataset[column]):
+        if is_bad(value):
+            rows.append(row)
+            if len(rows) == limit:
+                break
+    return rows
+
+
+def _unreadable_file_message(path: str, builder: str, error: Exception) -> str:
+    """Why ``path`` could not be read and what to do: where it is not UTF-8, or else the reader's own error."""
+    position = _first_invalid_utf8(path) if builder != "parquet" else None
+    if position is not None:
+        line, offset, byte = position
+        return (
+            f"{path!r} is not valid UTF-8: byte 0x{byte:02x} at line {line} (byte offset {offset}) is not part "
+            "of a UTF-8 character. Save the file as UTF-8, or convert it, e.g. `iconv -f latin1 -t utf-8 IN > "
+            "OUT` for a Latin-1 file."
+        )
+    cause = error
+    while cause.__cause__ is not None or cause.__context__ is not None:
+        cause = cause.__cause__ or cause.__context__
+    if "corresponds to no data" in str(cause):  # how `datasets` says that the file has no rows
+        return f"{path!r} has no data rows."
+    return (
+        f"Could not read {path!r} as {builder} ({type(cause).__name__}: {cause}). "
+        f"Check that it holds {FORMAT_LAYOUTS[builder]}."
+    )
+
+
+def _first_invalid_utf8(path: str, block_size: int = 1 << 20) -> tuple[int, int, int] | None:
+    """(line, byte offset, byte) of the first byte of ``path`` that is not valid UTF-8, or None; reads the file
+    in blocks, so any size works."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    start, line = 0, 1  # start: offset of the bytes the decoder holds back plus this block
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(block_size)
+            pending = decoder.getstate()[0]  # the start of a character cut by the previous block (no newline)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as error:  # error.start counts from the held-back bytes
+                data = pending + block
+                return line + data[: error.start].count(b"\n"), start + error.start, data[error.start]
+            if not block:
+                return None
+            line += block.count(b"\n")
+            start += len(pending) + len(block) - len(decoder.getstate()[0])
 
 
 def _hold_out(train: Dataset, percent: int) -> DatasetDict:
@@ -184,6 +290,7 @@ def label_names(raw: DatasetDict, label_column: str) -> list:
 
 def pretrain(model_args: ModelArguments, data_args: DataArguments, training_args: ULMFiTTrainingArguments):
     """Stage 1 (section 3.1): train a tokenizer and an AWD-LSTM language model from scratch on general text."""
+    set_seed(training_args.seed)  # the new model's initial weights
     raw = load_texts(data_args)
     if model_args.tokenizer_name:
         tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name)
@@ -219,6 +326,7 @@ def train_classifier(
 ):
     """Stage 3 (section 3.3): the classifier on top of the fine-tuned LM, with gradual unfreezing."""
     _require_model(model_args)
+    set_seed(training_args.seed)  # the new head's initial weights
     raw = load_texts(data_args, needs_labels=True)
     tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path)
     labels = label_names(raw, data_args.label_column_name)
@@ -238,6 +346,11 @@ def train_classifier(
         **dropouts,
         **_overrides(model_args),
     )
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}: "
+            "use the tokenizer saved with the model."
+        )
     datasets = {
         split: classification_dataset(
             dataset,
@@ -262,9 +375,35 @@ def train_classifier(
 
 
 def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> list[dict]:
-    """Labels and scores of ``texts`` from a trained classifier, through ``pipeline("text-classification")``."""
+    """Labels and scores of ``texts`` from a trained classifier, through ``pipeline("text-classification")``:
+    one ``{"label", "score"}`` per text, in order. Texts of any length are read whole (BPT3C); an empty text is
+    classified from the ``<bos>`` token alone. A text that is not a string raises ``TypeError``, one that is not
+    valid Unicode ``ValueError``, each naming the text."""
+    if texts is None or isinstance(texts, bytes):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    check_texts(texts)
+    if not texts:
+        return []
     classify = pipeline("text-classification", model=model_name_or_path)
     return classify(texts, batch_size=batch_size)
+
+
+def check_texts(texts: list) -> None:
+    """Raises unless every item is a string the tokenizer can encode, naming the first bad one (counted from 0)."""
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"Text {index} is {type(text).__name__} ({text!r:.60}), not a string. Pass one string per text "
+                '("" for an empty one).'
+            )
+        if not text.isascii() and (surrogate := LONE_SURROGATE.search(text)) is not None:
+            raise ValueError(
+                f"Text {index} contains the lone surrogate U+{ord(surrogate.group()):04X} at character "
+                f"{surrogate.start()}: it is not valid Unicode (it comes from bytes that are not UTF-8, e.g. a "
+                "command-line argument, or a broken JSON escape), so it cannot be tokenized. Decode the source "
+                "as UTF-8, or replace such characters: text.encode('utf-8', 'replace').decode('utf-8')."
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -287,7 +426,12 @@ def _overrides(model_args: ModelArguments) -> dict:
         name = name.strip()
         if not sep or name not in defaults:
             raise ValueError(f"--config_overrides: {item!r} is not name=value for a field of AWDLSTMConfig.")
-        overrides[name] = json.loads(value) if not isinstance(defaults[name], str) else value
+        try:
+            overrides[name] = json.loads(value) if not isinstance(defaults[name], str) else value
+        except json.JSONDecodeError:
+            raise ValueError(
+                f"--config_overrides: {item!r} has no valid value; give a number, true, false or null."
+            ) from None
     return overrides
 
 
@@ -308,7 +452,8 @@ def _new_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) 
 def _train_language_model(
     model, tokenizer, raw: DatasetDict, data_args: DataArguments, training_args, card: dict
 ):
-    """Stages 1 and 2: the texts become one token stream in ``batch_size`` rows, read in BPTT windows."""
+    """Stages 1 and 2: the texts become one token stream in ``batch_size`` rows per process, read in BPTT windows
+    (each process of a distributed run reads its own rows: see ``LanguageModelStream``)."""
     if len(tokenizer) > model.config.vocab_size:
         raise ValueError(
             f"The tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size}: "
@@ -325,6 +470,7 @@ def _train_language_model(
             seed=training_args.seed,
             text_column=data_args.text_column_name,
             num_proc=data_args.preprocessing_num_workers,
+            num_shards=training_args.world_size,
         )
 
     training_args.train_sampling_strategy = "sequential"
@@ -353,10 +499,14 @@ def _card_arguments(stage: str, model_args: ModelArguments, data_args: DataArgum
 
 
 def _train_and_save(trainer: Trainer, training_args: ULMFiTTrainingArguments, card: dict) -> dict[str, float]:
-    """Train (resuming if asked), save model + tokenizer, evaluate, write the results files as the Trainer does,
-    and the model card (``card``: the arguments of ``ULMFiTTrainer.create_model_card``); with ``push_to_hub``,
-    push the whole output directory, card included."""
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    """Train, save model + tokenizer, evaluate, write the results files as the Trainer does, and the model card
+    (``card``: the arguments of ``ULMFiTTrainer.create_model_card``); with ``push_to_hub``, push the whole output
+    directory, card included.
+
+    ``--resume_from_checkpoint`` takes a checkpoint directory, or ``true`` for the last complete checkpoint in
+    ``output_dir``: the run then continues exactly where that checkpoint left it."""
+    resume = training_args.resume_from_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=True if str(resume).lower() == "true" else resume)
     trainer.save_model()
     trainer.save_state()
     trainer.log_metrics("train", train_result.metrics)
@@ -374,6 +524,7 @@ def _train_and_save(trainer: Trainer, training_args: ULMFiTTrainingArguments, ca
 __all__ = [
     "DataArguments",
     "ModelArguments",
+    "check_texts",
     "finetune_language_model",
     "label_names",
     "load_texts",

@@ -27,6 +27,7 @@ else worth removing, so the stock class is used unchanged. ``scripts/bench_token
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -41,8 +42,11 @@ BYTE_TOKENS = tuple(f"<0x{byte:02X}>" for byte in range(256))
 MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + len(BYTE_TOKENS) + 1
 
 WORD_BOUNDARY = "▁"  # U+2581, marks "a space came before this piece", as in SentencePiece
-HTML_LINE_BREAK = Regex(r"<[bB][rR]\s*/?>")  # <br />, <br/>, <br>, <BR> ... (IMDb keeps them raw)
+HTML_LINE_BREAK_PATTERN = r"<[bB][rR]\s*/?>"  # <br />, <br/>, <br>, <BR> ... (IMDb keeps them raw)
+HTML_LINE_BREAK = Regex(HTML_LINE_BREAK_PATTERN)
 MAX_ALPHABET = 1000  # rarer characters are left to byte fallback instead of taking a vocabulary slot
+# Half of a UTF-16 pair: not valid Unicode, and the Rust tokenizer rejects any text that contains one.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _build_backend() -> Tokenizer:
@@ -64,10 +68,20 @@ def _build_backend() -> Tokenizer:
 
 
 def _checked(texts: Iterable[str], counter: list[int]) -> Iterator[str]:
-    """Yields ``texts`` unchanged, counting the non-empty ones in ``counter[0]`` and rejecting non-strings."""
-    for text in texts:
+    """Yields ``texts`` unchanged, counting the non-empty ones in ``counter[0]``; a text that is not a string, or
+    not valid Unicode, raises an error naming it (the Rust trainer's own error does not say which text)."""
+    for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"texts must contain only strings, got {type(text).__name__}")
+            raise TypeError(
+                f"texts must contain only strings, got {type(text).__name__} at index {index}; "
+                'give "" for an empty text or drop the item.'
+            )
+        if not text.isascii() and (surrogate := LONE_SURROGATE.search(text)) is not None:
+            raise ValueError(
+                f"texts[{index}] contains the lone surrogate U+{ord(surrogate.group()):04X} at character "
+                f"{surrogate.start()}, which is not valid Unicode (UTF-8 cannot encode it). Decode the corpus as "
+                "UTF-8, or replace such characters: text.encode('utf-8', 'replace').decode('utf-8')."
+            )
         if text:
             counter[0] += 1
         yield text

@@ -8,23 +8,36 @@
 * Language-model stages: the recurrent state is carried, detached, from one batch of a ``LanguageModelStream``
   to the next (truncated BPTT, as the AWD-LSTM trains), reset at each epoch and evaluation, and stored in
   checkpoints so a resumed run continues with it. Evaluation of a language model reports perplexity.
-* Saving and the Hub: the training arguments are saved as JSON (no pickle), and ``create_model_card`` (run by
+* Several processes (``torchrun``, DDP through accelerate): each process carries the state of its own rows of
+  the stream (and checkpoints it in a file of its own); every parameter is trainable when DDP wraps the model, so
+  groups unfrozen later have their gradients averaged too; the buffers (BatchNorm statistics) of process 0 are
+  copied to every process after training and before evaluation.
+* Saving and the Hub: checkpoints appear whole or not at all, and a saved model replaces the previous one only once
+  complete, so a run killed while saving can be resumed (``resume_from_checkpoint=True`` takes the last complete
+  checkpoint). The training arguments are saved as JSON (no pickle), and ``create_model_card`` (run by
   ``push_to_hub``) writes the ULMFiT model card of ``hf_ulmfit.cards`` instead of the Trainer's generic one.
 """
 
 import math
 import os
+import shutil
 from typing import Any
 
 import torch
+from accelerate.utils import broadcast
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, get_last_checkpoint
+from transformers.trainer_utils import (
+    PREFIX_CHECKPOINT_DIR,
+    EvalLoopOutput,
+    rotate_checkpoints,
+    sort_checkpoints,
+)
 from transformers.utils import logging
 
-from .callbacks import GradualUnfreezingCallback
+from .callbacks import GradualUnfreezingCallback, set_trainable_groups
 from .cards import write_trainer_model_card
 from .data import EpochSeededLengthGroupedSampler, LanguageModelStream
 from .lr_finder import LRFinderResult, lr_find
@@ -33,7 +46,9 @@ from .training_args import ULMFiTTrainingArguments
 
 logger = logging.get_logger(__name__)
 
-RECURRENT_STATE_NAME = "recurrent_state.pt"
+RECURRENT_STATE_NAME = "recurrent_state.pt"  # recurrent_state_{process index}.pt with several processes
+# In an output directory: what is being saved, until it is complete (the Trainer's uploads skip "_*").
+STAGING_DIR_NAME = "_saving"
 
 State = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -91,11 +106,15 @@ def _argument(args: TrainingArguments, name: str) -> Any:
     return ULMFiTTrainingArguments.__dataclass_fields__[name].default
 
 
-def _detach_state(cache: State | None) -> State | None:
-    """Truncated BPTT: the state goes on to the next batch, its gradient history does not."""
+def _detach_state(cache: State | None, dtype: torch.dtype) -> State | None:
+    """Truncated BPTT: the state goes on to the next batch, its gradient history does not.
+
+    It is kept in ``dtype``, the model's: under bf16 autocast the LSTM returns a bf16 state, which a forward
+    outside autocast (a bf16 checkpoint resumed in fp32) could not take. Autocast casts it back to bf16
+    losslessly."""
     if cache is None:
         return None
-    return tuple((h.detach(), c.detach()) for h, c in cache)
+    return tuple((h.detach().to(dtype), c.detach().to(dtype)) for h, c in cache)
 
 
 class ULMFiTTrainer(Trainer):
@@ -217,6 +236,15 @@ class ULMFiTTrainer(Trainer):
                 f"A LanguageModelStream of {dataset.batch_size} rows must be read with that batch size, got "
                 f"{batch_size}: set per_device_train_batch_size / per_device_eval_batch_size accordingly."
             )
+        if dataset.num_shards != self.args.world_size:
+            raise ValueError(
+                f"A LanguageModelStream cut for {dataset.num_shards} process(es) is read by {self.args.world_size}: "
+                "build it with num_shards=training_args.world_size, so each process reads rows of its own."
+            )
+        if self.args.world_size > 1 and self.args.accelerator_config.split_batches:
+            raise ValueError(
+                "A LanguageModelStream gives each process whole batches: leave split_batches off."
+            )
         # Evaluation reads in order unless batches are grouped by length; training only with "sequential".
         ordered = ("sequential",) if training else ("sequential", "random")
         if self.args.train_sampling_strategy not in ordered:
@@ -236,7 +264,7 @@ class ULMFiTTrainer(Trainer):
         loss, outputs = super().compute_loss(
             model, {**inputs, "cache": state, "use_cache": True}, True, num_items_in_batch
         )
-        self._recurrent_state[mode] = _detach_state(outputs["cache"])
+        self._recurrent_state[mode] = _detach_state(outputs["cache"], next(model.parameters()).dtype)
         return (loss, outputs) if return_outputs else loss
 
     def reset_recurrent_state(self, mode: str = "train") -> None:
@@ -244,26 +272,62 @@ class ULMFiTTrainer(Trainer):
         self._recurrent_state[mode] = None
 
     def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
-        """``Trainer.train``; when resuming, the carried LM state saved with the checkpoint is restored too."""
+        """``Trainer.train``; when resuming, the carried LM state saved with the checkpoint is restored too.
+
+        ``resume_from_checkpoint=True`` resumes from the last complete checkpoint in ``output_dir``.
+        """
         self.reset_recurrent_state("train")
         self._group_learning_rates = {}
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
-            checkpoint = get_last_checkpoint(self.args.output_dir)
-        if isinstance(checkpoint, str) and os.path.isfile(os.path.join(checkpoint, RECURRENT_STATE_NAME)):
-            state = torch.load(os.path.join(checkpoint, RECURRENT_STATE_NAME), weights_only=True)
+            checkpoint = self._last_complete_checkpoint()
+        if isinstance(checkpoint, str):
+            self._restore_recurrent_state(checkpoint)
+        self._make_every_group_trainable_before_wrapping()
+        output = super().train(checkpoint, *args, **kwargs)
+        self._copy_buffers_from_process_zero()
+        return output
+
+    def _restore_recurrent_state(self, checkpoint: str) -> None:
+        """The carried LM state this process saved in ``checkpoint``, if any."""
+        path = os.path.join(checkpoint, _recurrent_state_name(self.args))
+        if os.path.isfile(path):
+            state = torch.load(path, weights_only=True)
             self._recurrent_state["train"] = tuple(
                 (h.to(self.args.device), c.to(self.args.device)) for h, c in state
             )
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+
+    def _make_every_group_trainable_before_wrapping(self) -> None:
+        """Gradual unfreezing under DDP: DDP averages the gradients only of the parameters that required them when
+        it wrapped the model (at the start of ``Trainer.train``, before ``on_train_begin``). A group frozen then
+        would train on each process's own gradients once unfrozen, and the processes would drift apart. So every
+        group is trainable at the wrap, and ``GradualUnfreezingCallback`` freezes groups at ``on_train_begin``."""
+        callbacks = self.callback_handler.callbacks
+        layer_groups = getattr(self.accelerator.unwrap_model(self.model), "layer_groups", None)
+        if layer_groups and any(isinstance(callback, GradualUnfreezingCallback) for callback in callbacks):
+            set_trainable_groups(list(layer_groups), len(layer_groups))
+
+    def _copy_buffers_from_process_zero(self) -> None:
+        """Every process takes the buffers (BatchNorm running statistics) of process 0.
+
+        DDP copies process 0's buffers to the others at each training forward, but each process then updates them
+        from its own batch; afterwards the processes would evaluate with different statistics, none of them those
+        of the saved model (process 0's)."""
+        if self.args.world_size > 1:
+            for buffer in self.accelerator.unwrap_model(self.model).buffers():
+                buffer.copy_(broadcast(buffer, from_process=0))
 
     # -- evaluation -----------------------------------------------------------------------------------------
 
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"
     ) -> EvalLoopOutput:
-        """Starts LM streams from a zero state; adds ``{prefix}_perplexity = exp(loss)`` for language models."""
+        """Starts LM streams from a zero state; adds ``{prefix}_perplexity = exp(loss)`` for language models.
+
+        With several processes, each evaluates its share of the batches (its own rows of an LM stream) with the
+        buffers of process 0, and the Trainer averages the losses of all processes."""
         self.reset_recurrent_state("eval")
+        self._copy_buffers_from_process_zero()
         output = super().evaluation_loop(
             dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
         )
@@ -293,17 +357,103 @@ class ULMFiTTrainer(Trainer):
 
     # -- saving and the Hub (hf_ulmfit.cards) ----------------------------------------------------------------
 
+    # Set while ``_save_checkpoint`` has the Trainer write a checkpoint into the staging directory.
+    _staging_root: str | None = None
+
     def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """As the Trainer's, with the training arguments in ``training_args.json`` instead of the pickle
-        ``training_args.bin``: a saved directory, and so what ``push_to_hub`` uploads from ``output_dir``,
-        holds safetensors and JSON only (loading a pickle can run arbitrary code)."""
-        super()._save(output_dir, state_dict)
+        """As the Trainer's, but the files are written to ``output_dir/_saving/model`` and then moved into
+        ``output_dir`` one by one with ``os.replace``: a save killed while writing leaves the model that was there
+        loadable. The training arguments go to ``training_args.json`` instead of the pickle ``training_args.bin``: a
+        saved directory, and so what ``push_to_hub`` uploads from ``output_dir``, holds safetensors and JSON only
+        (loading a pickle can run arbitrary code)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        pickled = os.path.join(output_dir, TRAINING_ARGS_NAME)
-        if self.args.should_save and os.path.isfile(pickled):
+        if not self.args.should_save:
+            # A process that writes nothing (it may join the gathers of a sharded model).
+            return super()._save(output_dir, state_dict)
+        staging_root = os.path.join(output_dir, STAGING_DIR_NAME)
+        staging = os.path.join(staging_root, "model")
+        shutil.rmtree(staging, ignore_errors=True)  # what a save killed earlier left
+        super()._save(staging, state_dict)
+        pickled = os.path.join(staging, TRAINING_ARGS_NAME)
+        if os.path.isfile(pickled):
             os.remove(pickled)
-            with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as file:
+            with open(os.path.join(staging, "training_args.json"), "w", encoding="utf-8") as file:
                 file.write(self.args.to_json_string())
+        for name in sorted(os.listdir(staging)):
+            _replace(os.path.join(staging, name), os.path.join(output_dir, name))
+        os.rmdir(staging)
+        if not os.listdir(staging_root):
+            os.rmdir(staging_root)
+
+    def _save_checkpoint(self, model: nn.Module, trial=None) -> None:
+        """As the Trainer's, but atomic: ``checkpoint-{step}`` is either complete or absent.
+
+        The Trainer writes the checkpoint in ``output_dir/_saving``, the carried LM state is added, and the whole
+        directory is renamed into place. Only then are older checkpoints rotated (``save_total_limit``) and the
+        checkpoint pushed (``push_to_hub``). A run killed while saving leaves the earlier checkpoints as they were.
+        """
+        run_dir = self._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staging_root = os.path.join(run_dir, STAGING_DIR_NAME)
+        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
+        if self.args.should_save:
+            shutil.rmtree(staging_root, ignore_errors=True)  # what a save killed earlier left
+        self.accelerator.wait_for_everyone()
+        self._staging_root = staging_root
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_root = None
+        self._save_recurrent_state(staged)
+        if self.state.best_model_checkpoint == staged:  # the Trainer recorded where it wrote this checkpoint
+            self.state.best_model_checkpoint = final
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()  # every process has written its files (RNG and LM states)
+        if self.args.should_save:
+            _replace(staged, final)
+            os.rmdir(staging_root)
+            rotate_checkpoints(
+                run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True
+            )
+        if self.args.push_to_hub:
+            self._push_from_checkpoint(final)
+        self.accelerator.wait_for_everyone()
+
+    def _get_output_dir(self, trial) -> str:
+        """The Trainer's run directory; while ``_save_checkpoint`` stages a checkpoint, the staging directory."""
+        return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """As the Trainer's; ``_save_checkpoint`` calls it once the checkpoint is in place, not while staging it."""
+        if self._staging_root is None:
+            super()._push_from_checkpoint(checkpoint_folder)
+
+    def _save_recurrent_state(self, checkpoint: str) -> None:
+        """Every process saves the carried LM state of its own rows, as the Trainer saves every process's RNG
+        state."""
+        carried = self._recurrent_state["train"]
+        if carried is not None and (self.args.should_save or self.args.world_size > 1):
+            os.makedirs(checkpoint, exist_ok=True)
+            torch.save(
+                [(h.cpu(), c.cpu()) for h, c in carried],
+                os.path.join(checkpoint, _recurrent_state_name(self.args)),
+            )
+
+    def _last_complete_checkpoint(self) -> str:
+        """The checkpoint ``resume_from_checkpoint=True`` resumes from: the last one in ``output_dir`` with a
+        readable ``trainer_state.json``, the file the Trainer writes last.
+
+        Checkpoints saved by this trainer are complete or absent; an incomplete one (from a run of a plain
+        ``Trainer`` killed while saving) is skipped with a warning, where ``Trainer.train`` would fail on it.
+        """
+        for checkpoint in reversed(sort_checkpoints(self.args.output_dir)):
+            try:
+                TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+                return checkpoint
+            except (OSError, ValueError):
+                logger.warning(f"Skipping {checkpoint}: it is incomplete (no readable {TRAINER_STATE_NAME}).")
+        raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
 
     def create_model_card(self, **kwargs) -> None:
         """Writes the ULMFiT model card (``hf_ulmfit.cards.write_trainer_model_card``) into ``output_dir``.
@@ -323,6 +473,25 @@ class ULMFiTTrainer(Trainer):
         return lr_find(self, **kwargs)
 
 
+def _recurrent_state_name(args: TrainingArguments) -> str:
+    """The checkpoint file of the carried LM state: one per process, as each carries the state of its own rows."""
+    if args.world_size <= 1:
+        return RECURRENT_STATE_NAME
+    return RECURRENT_STATE_NAME.replace(".pt", f"_{args.process_index}.pt")
+
+
+def _replace(source: str, target: str) -> None:
+    """Moves ``source`` (a file or directory) to ``target`` with ``os.replace``, which is atomic. A directory
+    already at ``target`` (a checkpoint of the same step from an earlier run) is moved aside first, then removed."""
+    if not os.path.isdir(target):
+        os.replace(source, target)
+        return
+    aside = source + ".replaced"
+    os.replace(target, aside)
+    os.replace(source, target)
+    shutil.rmtree(aside)
+
+
 def _perplexity(loss: float) -> float:
     try:
         return math.exp(loss)
@@ -331,7 +500,7 @@ def _perplexity(loss: float) -> float:
 
 
 class _ULMFiTHooks(TrainerCallback):
-    """The trainer's own bookkeeping at epoch starts, optimizer steps and checkpoint saves."""
+    """The trainer's own bookkeeping at epoch starts and optimizer steps."""
 
     def __init__(self, trainer: ULMFiTTrainer):
         self.trainer = trainer
@@ -346,14 +515,6 @@ class _ULMFiTHooks(TrainerCallback):
     ):
         # Called after the update and before the scheduler moves on: these are the rates that were used.
         self.trainer._group_learning_rates = self.trainer._current_group_learning_rates()
-
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
-        carried = self.trainer._recurrent_state["train"]
-        checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if carried is not None and args.should_save and os.path.isdir(checkpoint):
-            torch.save(
-                [(h.cpu(), c.cpu()) for h, c in carried], os.path.join(checkpoint, RECURRENT_STATE_NAME)
-            )
 
 
 __all__ = ["RECURRENT_STATE_NAME", "ULMFiTTrainer", "discriminative_param_groups"]
