@@ -59,6 +59,10 @@ def test_round_trip_through_save_pretrained(tmp_path):
         (dict(bos_token_id=-1), "bos_token_id"),
         (dict(classifier_dropouts=[0.1]), "one probability per linear layer"),
         (dict(classifier_hidden_sizes=[0]), "classifier_hidden_sizes"),
+        (dict(classifier_hidden_sizes=None), "classifier_hidden_sizes must be a list"),
+        (dict(activation_regularization=float("nan")), "activation_regularization must be a finite number"),
+        (dict(temporal_activation_regularization="1.0"), "temporal_activation_regularization"),
+        (dict(num_labels=0), "num_labels must be >= 1"),
     ],
 )
 def test_impossible_values_raise_a_clear_error(bad, message):

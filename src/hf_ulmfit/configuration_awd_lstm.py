@@ -3,6 +3,7 @@
 This file imports only ``transformers`` so that the Hub can serve it as remote code.
 """
 
+import math
 from dataclasses import field
 
 from transformers import PreTrainedConfig
@@ -103,11 +104,17 @@ class AWDLSTMConfig(PreTrainedConfig):
         dropouts = {name: getattr(self, name) for name in LANGUAGE_MODEL_DROPOUTS}
         dropouts.update({f"classifier_dropouts[{i}]": p for i, p in enumerate(self.classifier_dropouts)})
         for name, p in dropouts.items():
-            if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= p < 1.0:
+            if not _is_number(p) or not 0.0 <= p < 1.0:
                 raise ValueError(f"AWDLSTMConfig.{name} is a dropout probability in [0, 1), got {p!r}.")
         for name in ("activation_regularization", "temporal_activation_regularization", "initializer_range"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"AWDLSTMConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value < math.inf:
+                raise ValueError(f"AWDLSTMConfig.{name} must be a finite number >= 0, got {value!r}.")
+        if self.num_labels < 1:
+            raise ValueError(f"AWDLSTMConfig.num_labels must be >= 1, got {self.num_labels!r}.")
+        for name in ("classifier_hidden_sizes", "classifier_dropouts"):
+            if not isinstance(getattr(self, name), (list, tuple)):
+                raise ValueError(f"AWDLSTMConfig.{name} must be a list, got {getattr(self, name)!r}.")
         if any(not isinstance(size, int) or size < 1 for size in self.classifier_hidden_sizes):
             raise ValueError(
                 f"AWDLSTMConfig.classifier_hidden_sizes must be positive integers, got {self.classifier_hidden_sizes}."
@@ -125,6 +132,10 @@ class AWDLSTMConfig(PreTrainedConfig):
                     f"AWDLSTMConfig.{name}={token_id} is outside the vocabulary [0, {self.vocab_size}); "
                     "set it to the tokenizer's id for that token."
                 )
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _scaled(dropouts: dict[str, float], multiplier: float) -> dict[str, float]:
