@@ -4,6 +4,7 @@ pipeline, ``predict`` and the CLI, data files, token ids, saved weights and conf
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -376,3 +377,11 @@ def test_impossible_config_overrides_are_named(tmp_path, overrides, message):
             ["pretrain", "--train_file", train, "--vocab_size", "300", "--output_dir", str(tmp_path)]
             + ["--config_overrides", overrides, "--report_to", "none"]
         )
+
+
+def test_predict_batches_longest_first_and_returns_results_in_the_given_order(classifier_dir, classify):
+    texts = ["ok", REVIEWS[0], "", REVIEWS[1] * 3, "fine film", REVIEWS[2]]
+    got = predict(str(classifier_dir), texts, batch_size=2)
+    alone = [classify(text)[0] for text in texts]
+    assert [r["label"] for r in got] == [r["label"] for r in alone]
+    np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in alone], atol=1e-5)

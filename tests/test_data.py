@@ -17,6 +17,7 @@ from hf_ulmfit.data import (
     concatenate_documents,
     fixed_windows,
     language_model_stream,
+    longest_first,
     sample_window_length,
     variable_windows,
 )
@@ -265,3 +266,10 @@ def test_length_grouped_order_depends_only_on_seed_and_epoch():
     fresh = EpochSeededLengthGroupedSampler(4, lengths, seed=3)
     fresh.set_epoch(1)
     assert list(fresh) == second  # what a resumed run sees at epoch 1
+
+
+def test_longest_first_orders_texts_by_decreasing_length_and_is_a_permutation():
+    texts = ["bb", "a", "dddd", "", "ccc", "ee"]
+    order = longest_first(texts)
+    assert sorted(order) == list(range(len(texts)))
+    assert [len(texts[i]) for i in order] == sorted(map(len, texts), reverse=True)

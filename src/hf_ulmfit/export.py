@@ -52,6 +52,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .data import longest_first
 from .modeling_awd_lstm import (
     AWDLSTMForCausalLM,
     AWDLSTMForSequenceClassification,
@@ -493,11 +494,13 @@ class OnnxClassifier:
             raise ValueError(
                 "OnnxClassifier needs a tokenizer for raw texts: export with one or pass one in."
             )
+        order = longest_first(texts)  # batches of similar lengths; the rows go back in the given order below
         scores = []
         for begin in range(0, len(texts), batch_size):
-            batch = self.tokenizer(list(texts[begin : begin + batch_size]), padding=True, return_tensors="np")
+            batch_texts = [texts[index] for index in order[begin : begin + batch_size]]
+            batch = self.tokenizer(batch_texts, padding=True, return_tensors="np")
             scores.append(self._scores(self.logits(batch["input_ids"], batch["attention_mask"])))
-        return np.concatenate(scores)
+        return np.concatenate(scores)[np.argsort(order)]
 
     def _scores(self, logits: np.ndarray) -> np.ndarray:
         """As the text-classification pipeline: identity for regression, sigmoid for multi-label or a single

@@ -25,7 +25,7 @@ from transformers import (
 
 from .cards import DEFAULT_LICENSE, dataset_names
 from .configuration_awd_lstm import CLASSIFIER_DROPOUTS, LANGUAGE_MODEL_DROPOUTS, AWDLSTMConfig
-from .data import classification_collator, classification_dataset, language_model_stream
+from .data import classification_collator, classification_dataset, language_model_stream, longest_first
 from .metrics import compute_classification_metrics
 from .modeling_awd_lstm import AWDLSTMForCausalLM, AWDLSTMForSequenceClassification
 from .tokenization_awd_lstm import LONE_SURROGATE, train_tokenizer
@@ -376,7 +376,8 @@ def train_classifier(
 
 def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> list[dict]:
     """Labels and scores of ``texts`` from a trained classifier, through ``pipeline("text-classification")``:
-    one ``{"label", "score"}`` per text, in order. Texts of any length are read whole (BPT3C); an empty text is
+    one ``{"label", "score"}`` per text, in order. Texts are batched longest first, which makes batches of
+    similar lengths (the results do not depend on the batching: BPT3C is exact per document). Texts of any length are read whole (BPT3C); an empty text is
     classified from the ``<bos>`` token alone. A text that is not a string raises ``TypeError``, one that is not
     valid Unicode ``ValueError``, each naming the text."""
     if texts is None or isinstance(texts, bytes):
@@ -386,7 +387,11 @@ def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> 
     if not texts:
         return []
     classify = pipeline("text-classification", model=model_name_or_path)
-    return classify(texts, batch_size=batch_size)
+    order = longest_first(texts)  # batches of similar lengths, then the results back in the given order
+    results = [None] * len(texts)
+    for index, result in zip(order, classify([texts[index] for index in order], batch_size=batch_size)):
+        results[index] = result
+    return results
 
 
 def check_texts(texts: list) -> None:
