@@ -19,36 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 import warnings
 from pathlib import Path
 
-
-def _status_mb(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_mb() -> dict[str, float]:
-    current, peak = _status_mb("VmRSS"), _status_mb("VmHWM")
-    if peak is None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-    return {"current": float("nan") if current is None else current, "peak": peak}
+from _machine import reset_peak_rss, rss_mb  # standard library only, so it imports in fastai's venv too
 
 
 def prepare(args: argparse.Namespace) -> None:

@@ -1,7 +1,9 @@
-"""What a benchmark ran on: CPU model, core counts and library versions, so numbers can be compared."""
+"""What a benchmark ran on (CPU model, core counts, library versions), how much memory it took, and where its
+results go. Standard library only: the fastai peer scripts, which run in fastai's own environment, import it too."""
 
 import os
 import platform
+import resource
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -33,3 +35,46 @@ def machine_info(*packages: str, **extra: Any) -> dict[str, Any]:
         except PackageNotFoundError:
             info[package] = "not installed"
     return {**info, **extra}
+
+
+def _status_mb(field: str) -> float | None:
+    """A ``VmRSS``/``VmHWM`` line of ``/proc/self/status`` in MiB (Linux), or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Resets the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux: ``clear_refs`` 5), so that the
+    peak measured afterwards excludes the imports' transient peak. False where this is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_mb() -> dict[str, float]:
+    """Current and peak resident memory of this process, in MiB."""
+    current, peak = _status_mb("VmRSS"), _status_mb("VmHWM")
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    return {"current": float("nan") if current is None else current, "peak": peak}
+
+
+def write_results(result: dict, markdown_text: str, output: Path | None, markdown: Path | None) -> None:
+    """Saves a benchmark's results as JSON (``output``) and appends its printed table to ``markdown``."""
+    import json
+
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {output}")
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        with open(markdown, "a") as f:
+            f.write(markdown_text + "\n\n")

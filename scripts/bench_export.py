@@ -30,7 +30,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _machine import machine_info
+from _machine import machine_info, reset_peak_rss, rss_mb
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("fp32", "int8", "onnx")
@@ -48,37 +47,6 @@ VARIANTS = ("fp32", "int8", "onnx")
 
 # ----------------------------------------------------------------------------------------------------------
 # Measuring (in the worker subprocess)
-
-
-def _status_mb(field: str) -> float | None:
-    """A ``VmRSS``/``VmHWM`` line of ``/proc/self/status`` in MiB (Linux), or None."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Resets the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux: ``clear_refs`` 5), so that the
-    peak measured afterwards excludes the imports' transient peak. False where this is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_mb() -> dict[str, float]:
-    """Current and peak resident set size in MiB: ``VmRSS``/``VmHWM`` where Linux has them, else the peak over
-    the whole process from ``getrusage`` (``ru_maxrss``, which no reset affects)."""
-    current, peak = _status_mb("VmRSS"), _status_mb("VmHWM")
-    if peak is None:
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        peak = maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10  # bytes on macOS, KiB on Linux
-    return {"current": float("nan") if current is None else current, "peak": peak}
 
 
 def torch_classifier(model_dir: str, quantize: bool, threads: int) -> tuple[Callable, float]:

@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _machine import machine_info
+from _machine import machine_info, reset_peak_rss, rss_mb, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = Path(__file__).resolve().parent / "_fastai_inference_peer.py"
@@ -89,34 +89,6 @@ DEFAULT_VARIANTS = [
 
 # ----------------------------------------------------------------------------------------------------------
 # Measuring (in the worker subprocess)
-
-
-def _status_mb(field: str) -> float | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**10
-    except OSError:
-        pass
-    return None
-
-
-def reset_peak_rss() -> bool:
-    """Resets the kernel's peak-RSS mark (``VmHWM``) to the current RSS (Linux ``clear_refs`` 5)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_mb() -> dict[str, float]:
-    import resource
-
-    current, peak = _status_mb("VmRSS"), _status_mb("VmHWM")
-    if peak is None:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
-    return {"current": float("nan") if current is None else current, "peak": peak}
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -514,14 +486,7 @@ def main(argv=None) -> None:
         "runs": {v: [{k: r[k] for k in r if k != "probabilities"} for r in rs] for v, rs in runs.items()},
     }  # fmt: skip
     text = report(result)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.output}")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.markdown, "a") as f:
-            f.write(text + "\n\n")
+    write_results(result, text, args.output, args.markdown)
 
 
 if __name__ == "__main__":

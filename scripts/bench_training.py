@@ -56,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _machine import machine_info
+from _machine import machine_info, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = Path(__file__).resolve().parent / "_fastai_training_peer.py"
@@ -610,14 +610,7 @@ def main(argv=None) -> None:
     result["mm_peak_gflops_all"] = peaks
     result["load"] = meter.report(own)
     text = print_report(result)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.output}")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.markdown, "a") as f:
-            f.write(text + "\n\n")
+    write_results(result, text, args.output, args.markdown)
 
 
 if __name__ == "__main__":

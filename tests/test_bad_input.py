@@ -123,7 +123,7 @@ def test_lone_surrogates_are_named_wherever_texts_enter(classifier_dir, classify
         classify.tokenizer("caf\udce9")
     with pytest.raises(ValueError, match=r"Text 1 contains the lone surrogate U\+D800 at character 3"):
         predict(str(classifier_dir), ["ok", "abc\ud800"])
-    with pytest.raises(ValueError, match=r"texts\[2\] contains the lone surrogate U\+DCE9"):
+    with pytest.raises(ValueError, match=r"Text 2 contains the lone surrogate U\+DCE9"):
         train_tokenizer(["fine", "also fine", "caf\udce9"], vocab_size=300, show_progress=False)
     # A command-line argument that is not UTF-8 reaches Python as a lone surrogate (surrogateescape).
     with pytest.raises(ValueError, match=r"Text 0 contains the lone surrogate U\+DCE9"):

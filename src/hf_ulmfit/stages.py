@@ -28,7 +28,7 @@ from .configuration_awd_lstm import CLASSIFIER_DROPOUTS, LANGUAGE_MODEL_DROPOUTS
 from .data import classification_collator, classification_dataset, language_model_stream, longest_first
 from .metrics import compute_classification_metrics
 from .modeling_awd_lstm import AWDLSTMForCausalLM, AWDLSTMForSequenceClassification
-from .tokenization_awd_lstm import LONE_SURROGATE, train_tokenizer
+from .tokenization_awd_lstm import check_text, train_tokenizer
 from .trainer import ULMFiTTrainer
 from .training_args import ULMFiTTrainingArguments
 
@@ -397,18 +397,7 @@ def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> 
 def check_texts(texts: list) -> None:
     """Raises unless every item is a string the tokenizer can encode, naming the first bad one (counted from 0)."""
     for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"Text {index} is {type(text).__name__} ({text!r:.60}), not a string. Pass one string per text "
-                '("" for an empty one).'
-            )
-        if not text.isascii() and (surrogate := LONE_SURROGATE.search(text)) is not None:
-            raise ValueError(
-                f"Text {index} contains the lone surrogate U+{ord(surrogate.group()):04X} at character "
-                f"{surrogate.start()}: it is not valid Unicode (it comes from bytes that are not UTF-8, e.g. a "
-                "command-line argument, or a broken JSON escape), so it cannot be tokenized. Decode the source "
-                "as UTF-8, or replace such characters: text.encode('utf-8', 'replace').decode('utf-8')."
-            )
+        check_text(text, index)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -67,21 +67,28 @@ def _build_backend() -> Tokenizer:
     return tokenizer
 
 
+def check_text(text, index: int) -> None:
+    """Raises unless ``text`` (item ``index`` of a list, counted from 0) is a string the tokenizer can encode.
+
+    The error names the item and the fix; the Rust tokenizer's own errors do not say which text is wrong."""
+    if not isinstance(text, str):
+        raise TypeError(
+            f"Text {index} is {type(text).__name__} ({text!r:.60}), not a string. Pass one string per text "
+            '("" for an empty one).'
+        )
+    if not text.isascii() and (surrogate := LONE_SURROGATE.search(text)) is not None:
+        raise ValueError(
+            f"Text {index} contains the lone surrogate U+{ord(surrogate.group()):04X} at character "
+            f"{surrogate.start()}: it is not valid Unicode (it comes from bytes that are not UTF-8, e.g. a "
+            "command-line argument, or a broken JSON escape), so it cannot be tokenized. Decode the source "
+            "as UTF-8, or replace such characters: text.encode('utf-8', 'replace').decode('utf-8')."
+        )
+
+
 def _checked(texts: Iterable[str], counter: list[int]) -> Iterator[str]:
-    """Yields ``texts`` unchanged, counting the non-empty ones in ``counter[0]``; a text that is not a string, or
-    not valid Unicode, raises an error naming it (the Rust trainer's own error does not say which text)."""
+    """Yields ``texts`` unchanged (each checked by ``check_text``), counting the non-empty ones in ``counter[0]``."""
     for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"texts must contain only strings, got {type(text).__name__} at index {index}; "
-                'give "" for an empty text or drop the item.'
-            )
-        if not text.isascii() and (surrogate := LONE_SURROGATE.search(text)) is not None:
-            raise ValueError(
-                f"texts[{index}] contains the lone surrogate U+{ord(surrogate.group()):04X} at character "
-                f"{surrogate.start()}, which is not valid Unicode (UTF-8 cannot encode it). Decode the corpus as "
-                "UTF-8, or replace such characters: text.encode('utf-8', 'replace').decode('utf-8')."
-            )
+        check_text(text, index)
         if text:
             counter[0] += 1
         yield text
