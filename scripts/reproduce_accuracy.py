@@ -368,7 +368,7 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
     grouped = frame.groupby(["method", "task"])["accuracy"]
     cells = grouped.agg(["mean", "std", "count"]).reset_index()
     cells["cell"] = [
-        f"{m:.1f} ± {0.0 if np.isnan(s) else s:.1f} ({n})"
+        f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)"
         for m, s, n in zip(cells["mean"], cells["std"], cells["count"])
     ]
     table = cells.pivot(index="method", columns="task", values="cell")
@@ -389,7 +389,7 @@ def report(args: argparse.Namespace) -> None:
     if not results:
         raise SystemExit(f"No results in {work_dir / 'results.jsonl'}: run first.")
     table = summary_table(results).rename(columns=TASK_LABELS)
-    print("Test accuracy (%), mean ± std over seeds (number of seeds):\n")
+    print("Test accuracy (%), mean ± standard deviation over seeds (number of seeds):\n")
     print(markdown_table(table))
     plot_accuracy_by_labels(results, Path(args.plot_dir) / "accuracy_vs_labels.png")
     schedule_run = work_dir / "classifiers" / f"{args.schedule_run}"
