@@ -41,3 +41,18 @@ def pad_batch(
         span = slice(0, len(doc)) if side == "right" else slice(width - len(doc), width)
         ids[row, span], mask[row, span] = doc, 1
     return ids, mask
+
+
+# Labelled reviews and a tiny model size for end-to-end runs of the CLI stages (test_cli, test_distributed).
+STAGE_REVIEWS = [
+    f"This movie was {a}. The acting was {b} and I {c} it."
+    for a, b, c in [
+        ("great", "superb", "loved"),
+        ("wonderful", "fine", "enjoyed"),
+        ("terrible", "awful", "hated"),
+        ("boring", "weak", "disliked"),
+    ]
+    for _ in range(6)
+]
+STAGE_LABELS = ["pos", "pos", "neg", "neg"] * 6
+STAGE_TINY_MODEL = "embedding_size=8,hidden_size=12,num_hidden_layers=2,bptt=8,max_len=16"

@@ -10,6 +10,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 import hf_ulmfit  # noqa: F401  (registers awd_lstm with the Auto classes)
+from conftest import STAGE_LABELS as LABELS
+from conftest import STAGE_REVIEWS as REVIEWS
+from conftest import STAGE_TINY_MODEL as TINY_MODEL
 
 GENERAL = [
     f"The {w} of the city is {n} years old and it has many {x}."
@@ -17,18 +20,6 @@ GENERAL = [
     for n in (12, 40, 300)
     for x in ("visitors", "stories", "trees", "houses")
 ]
-REVIEWS = [
-    f"This movie was {a}. The acting was {b} and I {c} it."
-    for a, b, c in [
-        ("great", "superb", "loved"),
-        ("wonderful", "fine", "enjoyed"),
-        ("terrible", "awful", "hated"),
-        ("boring", "weak", "disliked"),
-    ]
-    for _ in range(6)
-]
-LABELS = ["pos", "pos", "neg", "neg"] * 6
-TINY_MODEL = "embedding_size=8,hidden_size=12,num_hidden_layers=2,bptt=8,max_len=16"
 COMMON = [
     "--report_to",
     "none",

@@ -20,6 +20,9 @@ from safetensors.torch import load_file
 from torch.utils.data import BatchSampler, SequentialSampler
 from transformers import AutoTokenizer, HfArgumentParser, default_data_collator
 
+from conftest import STAGE_LABELS as LABELS
+from conftest import STAGE_REVIEWS as REVIEWS
+from conftest import STAGE_TINY_MODEL as TINY_MODEL
 from hf_ulmfit.callbacks import _check_distributed_arguments
 from hf_ulmfit.cli import STAGE_DEFAULTS
 from hf_ulmfit.configuration_awd_lstm import AWDLSTMConfig
@@ -39,18 +42,6 @@ GENERAL = [
     for n in (12, 40, 300)
     for x in ("visitors", "stories", "trees")
 ]
-REVIEWS = [
-    f"This movie was {a}. The acting was {b} and I {c} it."
-    for a, b, c in [
-        ("great", "superb", "loved"),
-        ("wonderful", "fine", "enjoyed"),
-        ("terrible", "awful", "hated"),
-        ("boring", "weak", "disliked"),
-    ]
-    for _ in range(6)
-]
-LABELS = ["pos", "pos", "neg", "neg"] * 6
-TINY_MODEL = "embedding_size=8,hidden_size=12,num_hidden_layers=2,bptt=8,max_len=16"
 # On CPU, accelerate joins the processes with gloo.
 COMMON = ["--report_to", "none", "--seed", "0", "--disable_tqdm", "true", "--use_cpu", "true"]
 LM_STAGE = ["--per_device_train_batch_size", str(ROWS), "--per_device_eval_batch_size", str(ROWS)]
