@@ -397,6 +397,16 @@ def report(args: argparse.Namespace) -> None:
         plot_learning_rates(schedule_run / "trainer_state.json", Path(args.plot_dir) / "learning_rates.png")
 
 
+def save_figure(figure, axes, path: Path) -> None:
+    """The plots' common finish: grid, legend, layout, and a PNG at ``path``."""
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"Wrote {path}")
+
+
 def plot_accuracy_by_labels(results: list[dict], path: Path) -> None:
     """IMDb test accuracy against the number of labelled reviews, one line per method (mean, std as bars)."""
     import matplotlib
@@ -418,12 +428,7 @@ def plot_accuracy_by_labels(results: list[dict], path: Path) -> None:
     axes.set_xlabel("labelled training reviews")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title("IMDb: accuracy against number of labels")
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    print(f"\nWrote {path}")
+    save_figure(figure, axes, path)
 
 
 def plot_learning_rates(trainer_state: Path, path: Path) -> None:
@@ -456,12 +461,7 @@ def plot_learning_rates(trainer_state: Path, path: Path) -> None:
     axes.set_ylabel("learning rate")
     axes.set_title("Classifier fine-tuning: discriminative STLR with gradual unfreezing (dotted: frozen)")
     axes.title.set_fontsize(9)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    print(f"Wrote {path}")
+    save_figure(figure, axes, path)
 
 
 def main(argv: list[str] | None = None) -> None:

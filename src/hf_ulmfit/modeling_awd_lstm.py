@@ -479,9 +479,8 @@ class ConcatPoolingHead(nn.Module):
             blocks += [nn.BatchNorm1d(n_in), nn.Dropout(p), nn.Linear(n_in, n_out)]
         self.layers = nn.Sequential(*blocks)
 
-    def forward(
-        self, pooled: torch.Tensor
-    ) -> torch.Tensor:  # (batch, 3*embedding_size) -> (batch, num_labels)
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """pooled: (batch, 3*embedding_size) -> logits: (batch, num_labels)."""
         x = pooled
         for layer in self.layers:
             if isinstance(layer, nn.BatchNorm1d) and self.training and x.size(0) == 1:
