@@ -13,6 +13,8 @@ On the same ``--num_texts`` IMDb test reviews (a fixed random sample of ``imdb/t
   softmax, batches of 32 in the given order;
 * ``... sorted``: the same, with the texts sorted by length (characters) before batching and the scores put back
   in order (what fastai's ``test_dl`` and ``SentenceTransformer.encode`` do), so that rows of a batch end together;
+* ``... predict``: the product's own path, ``hf_ulmfit.predict`` on a ``pipeline("text-classification",
+  top_k=None)`` built once (longest-first batching, the pipeline's pre- and post-processing);
 * ``ours int8 ...``: the same after ``hf_ulmfit.quantize_for_cpu`` (LSTMs, linears and embedding in int8);
 * ``ours bf16 ...`` (not in the default set): the fp32 weights, forward under ``torch.autocast("cpu",
   dtype=torch.bfloat16)`` (oneDNN's LSTM and the GEMMs in bfloat16; this CPU has AVX512-BF16);
@@ -57,7 +59,8 @@ from _machine import machine_info, reset_peak_rss, rss_mb, write_results
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = Path(__file__).resolve().parent / "_fastai_inference_peer.py"
 
-# name -> (model key, precision, max tokens, sort the texts by length before batching?); precision: False (fp32),
+# name -> (model key, precision, max tokens, batching); batching: False (the given order), True (sorted by length) or
+# "predict" (hf_ulmfit.predict on a pipeline); precision: False (fp32),
 # True (int8, quantize_for_cpu) or "bf16" (fp32 weights, forward under torch.autocast("cpu", dtype=torch.bfloat16))
 OUR_VARIANTS = {
     "ours fp32 400/1152/3 fastai-tok": ("big-fastai", False, None, False),
@@ -65,6 +68,8 @@ OUR_VARIANTS = {
     "ours fp32 400/1152/3 fastai-tok sorted": ("big-fastai", False, None, True),
     "ours int8 400/1152/3 fastai-tok sorted": ("big-fastai", True, None, True),
     "ours bf16 400/1152/3 fastai-tok sorted": ("big-fastai", "bf16", None, True),
+    "ours fp32 400/1152/3 fastai-tok predict": ("big-fastai", False, None, "predict"),
+    "ours int8 400/1152/3 fastai-tok predict": ("big-fastai", True, None, "predict"),
     "ours fp32 400/1152/3 fastai-tok max256": ("big-fastai", False, 256, False),
     "ours fp32 400/1152/3 bpe30k": ("big-bpe", False, None, False),
     "ours int8 400/1152/3 bpe30k": ("big-bpe", True, None, False),
@@ -79,6 +84,8 @@ DEFAULT_VARIANTS = [
     "ours int8 400/1152/3 fastai-tok",
     "ours fp32 400/1152/3 fastai-tok sorted",
     "ours int8 400/1152/3 fastai-tok sorted",
+    "ours fp32 400/1152/3 fastai-tok predict",
+    "ours int8 400/1152/3 fastai-tok predict",
     "ours fp32 400/1152/3 fastai-tok max256",
     "ours fp32 400/1152/3 bpe30k",
     "ours fp32 200/400/3 bpe8k",
@@ -143,7 +150,13 @@ def run_worker(args: argparse.Namespace) -> None:
                                     max_length=max_tokens, return_tensors="pt")  # fmt: skip
                 return model(**encoded).logits.float().softmax(-1).numpy()
 
-        def run(batch_texts):
+        def run_predict(batch_texts):
+            results = predict(classifier, batch_texts, batch_size=args.batch_size)
+            label_ids = model.config.label2id
+            rows = [{label_ids[r["label"]]: r["score"] for r in result} for result in results]
+            return np.array([[row[i] for i in range(len(label_ids))] for row in rows])
+
+        def run_in_batches(batch_texts):
             # "sorted": batches of texts of similar length (by characters), as fastai's test_dl and
             # SentenceTransformer.encode batch them, so that few rows of a batch run on alone after the others end.
             order = (
@@ -157,6 +170,14 @@ def run_worker(args: argparse.Namespace) -> None:
             out = np.empty_like(scores)
             out[order] = scores
             return out
+
+        if by_length == "predict":
+            from transformers import pipeline
+
+            from hf_ulmfit.stages import predict
+
+            classifier = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
+        run = run_predict if by_length == "predict" else run_in_batches
 
     load_seconds = time.perf_counter() - start
     after_load = rss_mb()

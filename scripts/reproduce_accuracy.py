@@ -23,11 +23,16 @@ Methods:
   scratch         the same architecture and tokenizer, randomly initialised (Table 7, "From scratch")
   tfidf           TF-IDF word 1-2-grams + logistic regression (C by 3-fold cross-validation)
   minilm          frozen all-MiniLM-L6-v2 sentence embeddings + logistic regression (C by 3-fold CV)
+  fastai          fastai's ULMFiT recipe end to end, from an LM that fastai pretrains on the same Wikipedia corpus
+                  with the budget of ours (same size, steps and batch shape; see scripts/_fastai_ulmfit_peer.py),
+                  run in the fastai venv (--fastai_python, built by ../shared/tools/setup-fastai-peer.sh)
 """
 
 import argparse
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +43,15 @@ import pandas as pd
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TASKS = ("trec", "imdb-100", "imdb-1000")
 NEURAL_METHODS = ("ulmfit", "no_discr", "no_stlr", "no_unfreeze", "no_lm_finetune", "scratch")
-METHODS = (*NEURAL_METHODS, "tfidf", "minilm")
+METHODS = (*NEURAL_METHODS, "fastai", "tfidf", "minilm")
+PLOTTED_METHODS = (
+    "ulmfit",
+    "no_lm_finetune",
+    "scratch",
+    "fastai",
+    "tfidf",
+    "minilm",
+)  # ablations: in the table
 TASK_LABELS = {
     "trec": "TREC-6 (5,452 labels)",
     "imdb-100": "IMDb, 100 labels",
@@ -321,14 +334,68 @@ def baseline(method: str, task: str, seed: int, data: Path, work_dir: Path) -> d
 
 
 # ----------------------------------------------------------------------------------------------------------
+# fastai's recipe, in its own venv
+
+
+def fastai_recipe(task: str, seed: int, pretrained_lm: Path, work_dir: Path, data: Path, python: str) -> dict:
+    """Runs ``_fastai_ulmfit_peer.py classify`` (which pretrains and fine-tunes its LMs first when they are missing)
+    with our LM's budget and our stage-2/3 epochs and batch sizes; returns its test metrics."""
+    config = json.loads((pretrained_lm / "config.json").read_text())
+    steps = json.loads((pretrained_lm / "trainer_state.json").read_text())["global_step"]
+    batch_size = json.loads((pretrained_lm / "training_args.json").read_text())["per_device_train_batch_size"]
+    if (batch_size, config["bptt"]) != (64, 72):
+        raise SystemExit(
+            "The fastai peer pretrains with batches of 64 x 72 tokens, the shape of our stage 1."
+        )
+    train_file, test_file = task_files(data, task, seed)
+    lm_settings = LM_FINETUNE_SETTINGS[lm_corpus(task)]
+    command = [
+        python,
+        str(Path(__file__).with_name("_fastai_ulmfit_peer.py")),
+        "classify",
+        f"--work_dir={work_dir}",
+        f"--task={task}",
+        f"--seed={seed}",
+        f"--train_file={train_file}",
+        f"--test_file={test_file}",
+        f"--epochs={CLASSIFIER_SETTINGS[task]['num_train_epochs']}",
+        f"--batch_size={CLASSIFIER_SETTINGS[task]['per_device_train_batch_size']}",
+        f"--lm_epochs={lm_settings['num_train_epochs']}",
+        f"--lm_batch_size={lm_settings['per_device_train_batch_size']}",
+        f"--lm_lr={LM_FINETUNE_LEARNING_RATE}",
+        f"--pretrain_steps={steps}",
+        f"--vocab_size={config['vocab_size']}",
+        f"--emb_sz={config['embedding_size']}",
+        f"--n_hid={config['hidden_size']}",
+        f"--n_layers={config['num_hidden_layers']}",
+    ]
+    result = None
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    ) as peer:
+        for line in peer.stdout:
+            if line.startswith("@@"):
+                result = json.loads(line[2:])
+            elif "█" not in line:
+                logger.info("%s", line.rstrip())
+    if peer.returncode != 0 or result is None:
+        raise SystemExit(f"The fastai peer failed (exit status {peer.returncode}): {' '.join(command)}")
+    return {"accuracy": result["accuracy"], "macro_f1": result["macro_f1"]}
+
+
+# ----------------------------------------------------------------------------------------------------------
 # run / report
 
 
 def run(args: argparse.Namespace) -> None:
     work_dir = Path(args.work_dir)
-    if args.pretrained_lm is None and set(args.methods) & set(NEURAL_METHODS):
+    needs_lm = sorted(set(args.methods) & {*NEURAL_METHODS, "fastai"})
+    if args.pretrained_lm is None and needs_lm:
+        raise SystemExit(f"--pretrained_lm is required for the methods {needs_lm}.")
+    if "fastai" in args.methods and not Path(args.fastai_python).exists():
         raise SystemExit(
-            f"--pretrained_lm is required for the methods {sorted(set(args.methods) & set(NEURAL_METHODS))}."
+            f"The fastai method runs in a venv with fastai; {args.fastai_python} does not exist. Build it with "
+            "../shared/tools/setup-fastai-peer.sh, pass --fastai_python, or leave fastai out of --methods."
         )
     data = prepare_data(work_dir, args.seeds, args.imdb_test_size, args.imdb_lm_docs)
     results_file = work_dir / "results.jsonl"
@@ -341,6 +408,10 @@ def run(args: argparse.Namespace) -> None:
                 started = time.time()
                 if method in NEURAL_METHODS:
                     metrics = train_classifier(task, method, seed, Path(args.pretrained_lm), work_dir, data)
+                elif method == "fastai":
+                    metrics = fastai_recipe(
+                        task, seed, Path(args.pretrained_lm), work_dir, data, args.fastai_python
+                    )
                 else:
                     metrics = baseline(method, task, seed, data, work_dir)
                 record = {
@@ -419,7 +490,7 @@ def plot_accuracy_by_labels(results: list[dict], path: Path) -> None:
         return
     frame["labels"] = frame["task"].str.split("-").str[1].astype(int)
     figure, axes = plt.subplots(figsize=(6, 4))
-    for method in [m for m in METHODS if m in set(frame["method"])]:
+    for method in [m for m in PLOTTED_METHODS if m in set(frame["method"])]:
         stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
         axes.errorbar(
             stats.index, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3, label=method
@@ -476,6 +547,9 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     run_parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     run_parser.add_argument("--imdb_test_size", type=int, default=2000, help="IMDb test reviews evaluated.")
+    run_parser.add_argument(
+        "--fastai_python", default="/tmp/fastai-peer/bin/python", help="Python of the venv with fastai."
+    )
     run_parser.add_argument("--imdb_lm_docs", type=int, default=8000, help="IMDb texts for stage 2 (budget).")
     report_parser = sub.add_parser("report", help="Tables and plots from results.jsonl.")
     report_parser.add_argument("--work_dir", required=True)

@@ -385,3 +385,13 @@ def test_predict_batches_longest_first_and_returns_results_in_the_given_order(cl
     alone = [classify(text)[0] for text in texts]
     assert [r["label"] for r in got] == [r["label"] for r in alone]
     np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in alone], atol=1e-5)
+
+
+def test_predict_takes_a_pipeline_already_built(classifier_dir, classify):
+    texts = ["ok", REVIEWS[0], "", REVIEWS[1] * 2]
+    from_pipeline = predict(classify, texts, batch_size=2)
+    from_folder = predict(str(classifier_dir), texts, batch_size=2)
+    assert [r["label"] for r in from_pipeline] == [r["label"] for r in from_folder]
+    np.testing.assert_allclose(
+        [r["score"] for r in from_pipeline], [r["score"] for r in from_folder], atol=1e-6
+    )

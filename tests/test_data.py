@@ -135,6 +135,40 @@ def test_variable_bptt_redraws_each_epoch_reproducibly():
     _assert_rows_continue(_read_in_order(dataset), stream, batch_size=4)
 
 
+def test_shuffled_documents_take_a_new_order_each_epoch_reproducibly():
+    documents = _documents(count=60)
+    dataset = LanguageModelStream(documents, batch_size=3, bptt=6, seed=5, shuffle_documents=True)
+    streams = []
+    for epoch in range(3):
+        dataset.set_epoch(epoch)
+        streams.append(dataset.rows.flatten().clone())
+        # Within an epoch the rows still continue across batches, and the stream is whole documents.
+        order = np.random.default_rng([5, epoch]).permutation(len(documents))
+        expected = concatenate_documents([documents[index] for index in order])
+        _assert_rows_continue(_read_in_order(dataset), expected, batch_size=3)
+    assert not torch.equal(streams[0], streams[1]) and not torch.equal(streams[1], streams[2])
+    assert not torch.equal(streams[0], concatenate_documents(documents)[: len(streams[0])])  # epoch 0 too
+    again = LanguageModelStream(documents, batch_size=3, bptt=6, seed=5, shuffle_documents=True)
+    again.set_epoch(2)
+    assert torch.equal(again.rows.flatten(), streams[2])  # a resumed run sees the same order
+    assert len(again) == len(LanguageModelStream(documents, batch_size=3, bptt=6))
+    with pytest.raises(ValueError, match="needs the documents"):
+        LanguageModelStream(concatenate_documents(documents), batch_size=3, shuffle_documents=True)
+
+
+def test_language_model_stream_shuffles_whole_tokenized_texts():
+    tokenizer = _tokenizer()
+    texts = _texts(40)
+    dataset = language_model_stream(
+        Dataset.from_dict({"text": texts}), tokenizer, batch_size=3, bptt=5, seed=2, shuffle_documents=True
+    )
+    dataset.set_epoch(1)
+    ids = tokenizer(texts)["input_ids"]
+    order = np.random.default_rng([2, 1]).permutation(len(texts))
+    expected = concatenate_documents([ids[index] for index in order])
+    _assert_rows_continue(_read_in_order(dataset), expected, batch_size=3)
+
+
 def test_stream_too_short_is_rejected():
     with pytest.raises(ValueError, match="too short"):
         LanguageModelStream(torch.arange(5), batch_size=4, bptt=3)

@@ -213,6 +213,7 @@ def test_each_process_reads_its_own_rows_of_the_stream(runs):
         variable_bptt=True,
         seed=0,
         text_column="review",
+        shuffle_documents=True,
     )
     for rank, process in enumerate(_processes(runs / "lm")):
         for step, inputs in enumerate(process["first_inputs"]):

@@ -103,15 +103,18 @@ class LanguageModelStream(Dataset):
 
     With ``variable_bptt`` the window lengths are redrawn each epoch (``set_epoch``, which the Trainer's
     dataloader calls) from a generator seeded with ``(seed, epoch)``, so a resumed run sees the same windows and
-    every process the same window lengths.
+    every process the same window lengths. With ``shuffle_documents`` the documents are put in a new order each
+    epoch (the first one included) from the same generator before the stream is cut into rows, so that the rows
+    do not hold the same texts in the same order every epoch.
 
     Args:
         tokens: a 1-D tensor of token ids, or tokenized documents (concatenated in order).
         batch_size: rows per batch, i.e. the batch size (per process) the dataset must be read with.
         bptt: window length (the mean length with ``variable_bptt``).
         variable_bptt: draw window lengths as in the AWD-LSTM instead of using a fixed ``bptt``.
-        seed: seed of the window lengths.
+        seed: seed of the window lengths and of the document order.
         num_shards: number of processes reading the dataset together (``TrainingArguments.world_size``).
+        shuffle_documents: reorder the documents every epoch; ``tokens`` must then be the documents.
     """
 
     def __init__(
@@ -122,11 +125,17 @@ class LanguageModelStream(Dataset):
         variable_bptt: bool = False,
         seed: int = 0,
         num_shards: int = 1,
+        shuffle_documents: bool = False,
     ):
         if batch_size < 1 or bptt < 1 or num_shards < 1:
             raise ValueError(
                 f"batch_size, bptt and num_shards must be >= 1, got {batch_size}, {bptt} and {num_shards}."
             )
+        if shuffle_documents and isinstance(tokens, torch.Tensor):
+            raise ValueError(
+                "shuffle_documents needs the documents (a sequence of token lists), not one stream."
+            )
+        self.documents = list(tokens) if shuffle_documents else None
         stream = tokens if isinstance(tokens, torch.Tensor) else concatenate_documents(tokens)
         self.rows = split_into_rows(stream.long().flatten(), batch_size * num_shards)
         self.batch_size = batch_size
@@ -147,9 +156,13 @@ class LanguageModelStream(Dataset):
         return self.rows.shape[1] - 1
 
     def set_epoch(self, epoch: int) -> None:
-        """Choose the windows of ``epoch`` (only variable BPTT changes them)."""
+        """Choose the document order and the windows of ``epoch`` (fixed unless shuffled or variable)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        if self.documents is not None:
+            order = rng.permutation(len(self.documents))
+            stream = concatenate_documents([self.documents[index] for index in order])
+            self.rows = split_into_rows(stream, self.num_rows)
         if self.variable_bptt:
-            rng = np.random.default_rng([self.seed, epoch])
             self.windows = variable_windows(self.num_positions, self.bptt, rng)
         else:
             self.windows = fixed_windows(self.num_positions, self.bptt)
@@ -196,20 +209,29 @@ def language_model_stream(
     text_column: str = "text",
     num_proc: int | None = None,
     num_shards: int = 1,
+    shuffle_documents: bool = False,
 ) -> LanguageModelStream:
-    """LM-stage dataset from raw texts: tokenize, concatenate in order, cut into ``batch_size * num_shards`` rows
-    (``num_shards``: the number of processes, see ``LanguageModelStream``)."""
+    """LM-stage dataset from raw texts: tokenize, concatenate (in order, or in a new order every epoch with
+    ``shuffle_documents``), cut into ``batch_size * num_shards`` rows (``num_shards``: the number of processes,
+    see ``LanguageModelStream``)."""
     tokenized = tokenize_documents(dataset, tokenizer, text_column=text_column, num_proc=num_proc)
-    stream = torch.from_numpy(_flat_column(tokenized, "input_ids").astype(np.int64))
+    tokens, lengths = _flat_column(tokenized, "input_ids")
+    stream = torch.from_numpy(tokens.astype(np.int64))
     return LanguageModelStream(
-        stream, batch_size, bptt=bptt, variable_bptt=variable_bptt, seed=seed, num_shards=num_shards
+        torch.split(stream, lengths.tolist()) if shuffle_documents else stream,
+        batch_size,
+        bptt=bptt,
+        variable_bptt=variable_bptt,
+        seed=seed,
+        num_shards=num_shards,
+        shuffle_documents=shuffle_documents,
     )
 
 
-def _flat_column(dataset: HFDataset, column: str) -> np.ndarray:
-    """All values of a list column, row after row, without a Python loop over the rows."""
+def _flat_column(dataset: HFDataset, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """All values of a list column, row after row, and the length of each row, without a Python loop."""
     table = dataset.with_format("arrow")[:]  # honours a selection or shuffle of the rows
-    return pc.list_flatten(table[column]).to_numpy()
+    return pc.list_flatten(table[column]).to_numpy(), pc.list_value_length(table[column]).to_numpy()
 
 
 def classification_dataset(

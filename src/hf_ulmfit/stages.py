@@ -16,6 +16,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Value, load_dataset
 from transformers import (
     AutoTokenizer,
+    Pipeline,
     PreTrainedTokenizerBase,
     Trainer,
     default_data_collator,
@@ -374,19 +375,26 @@ def train_classifier(
     return _train_and_save(trainer, training_args, _card_arguments("train-classifier", model_args, data_args))
 
 
-def predict(model_name_or_path: str, texts: list[str], batch_size: int = 32) -> list[dict]:
+def predict(model_name_or_path: str | Pipeline, texts: list[str], batch_size: int = 32) -> list[dict]:
     """Labels and scores of ``texts`` from a trained classifier, through ``pipeline("text-classification")``:
-    one ``{"label", "score"}`` per text, in order. Texts are batched longest first, which makes batches of
-    similar lengths (the results do not depend on the batching: BPT3C is exact per document). Texts of any length are read whole (BPT3C); an empty text is
-    classified from the ``<bos>`` token alone. A text that is not a string raises ``TypeError``, one that is not
-    valid Unicode ``ValueError``, each naming the text."""
+    one ``{"label", "score"}`` per text, in order. ``model_name_or_path`` is a folder or Hub id, or a
+    text-classification pipeline already built (to classify many lists without loading the model each time).
+
+    Texts are batched longest first, which makes batches of similar lengths; the results do not depend on the
+    batching (BPT3C is exact per document). Texts of any length are read whole; an empty text is classified from
+    the ``<bos>`` token alone. A text that is not a string raises ``TypeError``, one that is not valid Unicode
+    ``ValueError``, each naming the text."""
     if texts is None or isinstance(texts, bytes):
         raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}.")
     texts = [texts] if isinstance(texts, str) else list(texts)
     check_texts(texts)
     if not texts:
         return []
-    classify = pipeline("text-classification", model=model_name_or_path)
+    classify = (
+        model_name_or_path
+        if isinstance(model_name_or_path, Pipeline)
+        else pipeline("text-classification", model=model_name_or_path)
+    )
     order = longest_first(texts)  # batches of similar lengths, then the results back in the given order
     results = [None] * len(texts)
     for index, result in zip(order, classify([texts[index] for index in order], batch_size=batch_size)):
@@ -454,17 +462,18 @@ def _train_language_model(
             "use the tokenizer saved with the model."
         )
 
-    def stream(split: str, batch_size: int, variable_bptt: bool):
+    def stream(split: str, batch_size: int, training: bool):
         return language_model_stream(
             raw[split],
             tokenizer,
             batch_size=batch_size,
             bptt=model.config.bptt,
-            variable_bptt=variable_bptt,
+            variable_bptt=training and training_args.variable_bptt,
             seed=training_args.seed,
             text_column=data_args.text_column_name,
             num_proc=data_args.preprocessing_num_workers,
             num_shards=training_args.world_size,
+            shuffle_documents=training and training_args.shuffle_documents,
         )
 
     training_args.train_sampling_strategy = "sequential"
@@ -472,8 +481,8 @@ def _train_language_model(
     trainer = ULMFiTTrainer(
         model=model,
         args=training_args,
-        train_dataset=stream("train", training_args.per_device_train_batch_size, training_args.variable_bptt),
-        eval_dataset=stream("validation", training_args.per_device_eval_batch_size, False),
+        train_dataset=stream("train", training_args.per_device_train_batch_size, training=True),
+        eval_dataset=stream("validation", training_args.per_device_eval_batch_size, training=False),
         data_collator=default_data_collator,
         processing_class=tokenizer,
     )

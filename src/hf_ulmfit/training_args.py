@@ -57,6 +57,13 @@ class ULMFiTTrainingArguments(TrainingArguments):
             "then normal with std 5). Read by whoever builds the LanguageModelStream."
         },
     )
+    shuffle_documents: bool = field(
+        default=True,
+        metadata={
+            "help": "LM stages: put the training documents in a new order every epoch (seeded by seed and the "
+            "epoch) before the stream is cut into rows. Read by whoever builds the LanguageModelStream."
+        },
+    )
     paper_adam_betas: bool = field(
         default=False,
         metadata={"help": "Use the paper's Adam betas (0.7, 0.99) instead of adam_beta1 / adam_beta2."},
