@@ -24,7 +24,11 @@ import time
 import warnings
 from pathlib import Path
 
-from _machine import reset_peak_rss, rss_mb  # standard library only, so it imports in fastai's venv too
+from _machine import (
+    reset_peak_rss,
+    rss_mb,
+    timed_passes,
+)  # standard library only, so it imports in fastai's venv too
 
 
 def prepare(args: argparse.Namespace) -> None:
@@ -90,13 +94,7 @@ def worker(args: argparse.Namespace) -> None:
             probabilities, _ = learn.get_preds(dl=dl)
         return probabilities.numpy()
 
-    predict(texts[: args.batch_size])  # warm-up
-    seconds, cpu_seconds, probabilities = [], [], None
-    for _ in range(args.repeats):
-        start, cpu = time.perf_counter(), time.process_time()
-        probabilities = predict(texts)
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu)
+    seconds, cpu_seconds, probabilities = timed_passes(predict, texts, args.batch_size, args.repeats)
     import fastai
     import spacy
 

@@ -4,7 +4,7 @@ Runs inside the venv with fastai (``../shared/tools/setup-fastai-peer.sh``), one
 ``@@{json}`` with the result. Every stage saves its output under ``WORK_DIR/fastai`` and is skipped when that output
 exists, so an interrupted campaign continues where it stopped.
 
-    python _fastai_ulmfit_peer.py classify --work_dir RUN_DIR --task trec --seed 0 [--pretrain_steps 2000]
+    python _fastai_ulmfit_peer.py classify --work_dir RUN_DIR --lm_corpus trec --seed 0 [--pretrain_steps 2000]
 
 The stages, each as fastai's documentation and ULMFiT tutorial do them:
 
@@ -184,7 +184,7 @@ def finetune(args: argparse.Namespace) -> Path:
     )
 
     wiki = pretrain(args)
-    corpus = "trec" if args.task == "trec" else "imdb"
+    corpus = args.lm_corpus
     folder = Path(args.work_dir) / "fastai" / f"lm-{corpus}"
     if (folder / "encoder.pth").exists():
         return folder
@@ -298,7 +298,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("pretrain", "finetune", "classify"))
     parser.add_argument("--work_dir", required=True)
-    parser.add_argument("--task", default="trec")
+    parser.add_argument(
+        "--lm_corpus", default="trec", help="Stage 2 reads WORK_DIR/data/{lm_corpus}-lm.parquet."
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train_file")
     parser.add_argument("--test_file")

@@ -66,6 +66,21 @@ def rss_mb() -> dict[str, float]:
     return {"current": float("nan") if current is None else current, "peak": peak}
 
 
+def timed_passes(run, texts: list, warm_up: int, repeats: int) -> tuple[list[float], list[float], Any]:
+    """``run(texts[:warm_up])`` once, then ``repeats`` timed ``run(texts)``: wall and process CPU seconds of each
+    pass, and the output of the last."""
+    import time
+
+    run(texts[:warm_up])
+    seconds, cpu_seconds, output = [], [], None
+    for _ in range(repeats):
+        start, cpu = time.perf_counter(), time.process_time()
+        output = run(texts)
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - cpu)
+    return seconds, cpu_seconds, output
+
+
 def write_results(result: dict, markdown_text: str, output: Path | None, markdown: Path | None) -> None:
     """Saves a benchmark's results as JSON (``output``) and appends its printed table to ``markdown``."""
     import json

@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _machine import machine_info, reset_peak_rss, rss_mb, write_results
+from _machine import machine_info, reset_peak_rss, rss_mb, timed_passes, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = Path(__file__).resolve().parent / "_fastai_inference_peer.py"
@@ -181,13 +181,7 @@ def run_worker(args: argparse.Namespace) -> None:
 
     load_seconds = time.perf_counter() - start
     after_load = rss_mb()
-    run(texts[: args.batch_size])  # warm-up
-    seconds, cpu_seconds, outputs = [], [], None
-    for _ in range(args.repeats):
-        start, cpu = time.perf_counter(), time.process_time()
-        outputs = run(texts)
-        seconds.append(time.perf_counter() - start)
-        cpu_seconds.append(time.process_time() - cpu)
+    seconds, cpu_seconds, outputs = timed_passes(run, texts, args.batch_size, args.repeats)
     result = {
         "variant": args.worker, "seconds": seconds, "cpu_seconds": cpu_seconds, "load_seconds": load_seconds,
         "probabilities": outputs.tolist() if args.worker != "MiniLM-L6" else None,

@@ -354,7 +354,7 @@ def fastai_recipe(task: str, seed: int, pretrained_lm: Path, work_dir: Path, dat
         str(Path(__file__).with_name("_fastai_ulmfit_peer.py")),
         "classify",
         f"--work_dir={work_dir}",
-        f"--task={task}",
+        f"--lm_corpus={lm_corpus(task)}",
         f"--seed={seed}",
         f"--train_file={train_file}",
         f"--test_file={test_file}",
