@@ -316,6 +316,46 @@ def test_state_is_carried_detached_between_batches_and_accumulation_matches_by_h
     assert any(not torch.allclose(expected[name], stateless[name]) for name in expected)  # the state matters
 
 
+def test_variable_bptt_scales_each_update_by_its_window_length(tmp_path):
+    """With plain SGD an update on (accumulated) windows of mean length L moves the weights L / bptt as far as the unscaled one
+    (AWD-LSTM section 4.1); the rates left in the optimizer, and logged, are the schedule's."""
+
+    def one_update(scale: bool):
+        dataset = _stream(length=240, rows=2, bptt=6, variable_bptt=True)
+        model = _lm(**NO_DROPOUT)
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        trainer = _lm_trainer(
+            tmp_path / str(scale),
+            model,
+            dataset,
+            rows=2,
+            max_steps=1,
+            gradient_accumulation_steps=3,
+            optim="sgd",
+            learning_rate=3.0,  # steps well above float32 rounding of the weights
+            max_grad_norm=0.0,
+            logging_steps=1,
+            scale_lr_with_window=scale,
+        )
+        trainer.train()
+        lengths = [length for _, length in dataset.windows[:3]]
+        moved = {name: p.detach() - before[name] for name, p in model.named_parameters()}
+        return moved, lengths, trainer
+
+    scaled, lengths, trainer = one_update(scale=True)
+    unscaled, _, _ = one_update(scale=False)
+    scale = sum(lengths) / 3 / 6
+    assert scale != 1.0  # the windows drawn are not all bptt long
+    for name, step in unscaled.items():
+        torch.testing.assert_close(scaled[name], step * scale, rtol=1e-4, atol=1e-7)
+    assert [group["lr"] for group in trainer.optimizer.param_groups] == trainer.lr_scheduler.get_last_lr()
+    logged = [entry for entry in trainer.state.log_history if "learning_rate/group_0" in entry]
+    assert logged and all(
+        entry["learning_rate"] == entry["learning_rate/group_3"] == 3.0 * slanted_triangular_multiplier(0, 1)
+        for entry in logged
+    )
+
+
 def test_state_resets_at_each_epoch_and_evaluation(tmp_path):
     model = _lm()
     train, evaluation = _stream(rows=4, bptt=6), _stream(length=120, rows=4, bptt=6, seed=1)
@@ -443,6 +483,24 @@ def test_lr_find_restores_model_and_optimizer_and_suggests_a_rate(tmp_path):
     for p, state in trainer.optimizer.state.items():
         for key, value in state.items():
             assert torch.equal(value, optimizer_state[id(p)][key])
+
+
+def test_lr_find_steps_on_as_many_batches_as_a_training_update(tmp_path):
+    """With gradient accumulation each step of the range test reads the next ``gradient_accumulation_steps``
+    batches, the state carried between them, and records their mean loss."""
+    dataset = _stream(length=120, rows=2, bptt=5)
+    trainer = _lm_trainer(
+        tmp_path, _lm(**NO_DROPOUT), dataset, rows=2, gradient_accumulation_steps=3, optim="sgd"
+    )
+    result = trainer.lr_find(start_lr=1e-8, end_lr=1e-7, num_steps=2)  # rates too small to change the losses
+
+    model, cache, losses = _lm(**NO_DROPOUT), None, []
+    for window in range(6):
+        batch = default_data_collator([dataset[2 * window], dataset[2 * window + 1]])
+        output = model(input_ids=batch["input_ids"], shift_labels=batch["shift_labels"], cache=cache)
+        cache = tuple((h.detach(), c.detach()) for h, c in output.cache)
+        losses.append(output.loss.item())
+    assert result.losses == pytest.approx([np.mean(losses[:3]), np.mean(losses[3:])], rel=1e-5)
 
 
 def test_lr_find_stops_on_divergence_and_leaves_training_unchanged(tmp_path):

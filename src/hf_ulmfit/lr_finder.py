@@ -6,6 +6,7 @@ generators and the carried LM state are restored afterwards, so training starts 
 """
 
 import copy
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,7 +77,8 @@ def lr_find(
     """Runs the LR range test with ``trainer``'s model, optimizer, loss and training data, then restores them.
 
     Each step sets every parameter group's rate to ``lr * (group's rate / args.learning_rate)``, so discriminative
-    rates keep their ratios, and takes one update on the next training batch (the data repeats if it is short).
+    rates keep their ratios, and takes one update as training would: on the next ``gradient_accumulation_steps``
+    training batches (the data repeats if it is short), whose mean loss is the step's loss.
     The test stops early once the smoothed loss exceeds ``divergence_threshold`` times its minimum or is not
     finite. Frozen parameters stay frozen: run it in the state training will start from.
     """
@@ -116,7 +118,7 @@ def _range_test(
     for lr in exponential_learning_rates(start_lr, end_lr, num_steps):
         for group, relative in zip(optimizer.param_groups, relative_rates, strict=True):
             group["lr"] = float(lr) * relative
-        loss = _training_step(trainer, optimizer, next(batches))
+        loss = _training_step(trainer, optimizer, batches)
         result.learning_rates.append(float(lr))
         result.losses.append(loss)
         result.smoothed_losses = smooth_losses(result.losses, smoothing)
@@ -130,22 +132,30 @@ def _range_test(
     return result
 
 
-def _training_step(trainer: Trainer, optimizer: torch.optim.Optimizer, batch: dict[str, Any]) -> float:
-    """One forward, backward and update with the trainer's loss (which carries an LM state if it does)."""
+def _training_step(
+    trainer: Trainer, optimizer: torch.optim.Optimizer, batches: Iterator[dict[str, Any]]
+) -> float:
+    """One update with the trainer's loss (which carries an LM state if it does): forward and backward on
+    ``gradient_accumulation_steps`` batches, each loss divided by their number as the Trainer does, then clipping
+    and the step. Returns the batches' mean loss."""
     model = trainer.model
-    inputs = {
-        key: value.to(trainer.args.device) if torch.is_tensor(value) else value
-        for key, value in batch.items()
-    }
-    with trainer.compute_loss_context_manager():
-        loss = trainer.compute_loss(model, inputs)
-    loss.backward()
+    num_batches = trainer.args.gradient_accumulation_steps
+    total = 0.0
+    for batch in itertools.islice(batches, num_batches):
+        inputs = {
+            key: value.to(trainer.args.device) if torch.is_tensor(value) else value
+            for key, value in batch.items()
+        }
+        with trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(model, inputs)
+        (loss / num_batches).backward()
+        total += loss.item()
     if trainer.args.max_grad_norm and trainer.args.max_grad_norm > 0:
         trainable = [p for p in model.parameters() if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(trainable, trainer.args.max_grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss.item()
+    return total / num_batches
 
 
 def _repeat(dataloader, on_restart: Callable[[], None]) -> Iterator[dict[str, Any]]:

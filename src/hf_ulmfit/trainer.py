@@ -7,7 +7,8 @@
   frozen or not, so groups unfrozen later do train.
 * Language-model stages: the recurrent state is carried, detached, from one batch of a ``LanguageModelStream``
   to the next (truncated BPTT, as the AWD-LSTM trains), reset at each epoch and evaluation, and stored in
-  checkpoints so a resumed run continues with it. Evaluation of a language model reports perplexity.
+  checkpoints so a resumed run continues with it. With variable BPTT, each update's rates are scaled by the
+  window length over ``bptt`` (AWD-LSTM section 4.1). Evaluation of a language model reports perplexity.
 * Several processes (``torchrun``, DDP through accelerate): each process carries the state of its own rows of
   the stream (and checkpoints it in a file of its own); every parameter is trainable when DDP wraps the model, so
   groups unfrozen later have their gradients averaged too; the buffers (BatchNorm statistics) of process 0 are
@@ -131,6 +132,8 @@ class ULMFiTTrainer(Trainer):
         self._recurrent_state: dict[str, State | None] = {"train": None, "eval": None}
         self._is_stream = {"train": False, "eval": False}
         self._group_learning_rates: dict[str, float] = {}
+        self._window_lengths: list[int] = []  # of the batches accumulated into the coming update
+        self._scheduled_rates: list[float] | None = None
         self.add_callback(_ULMFiTHooks(self))
         if _argument(self.args, "gradual_unfreezing") and not any(
             isinstance(callback, GradualUnfreezingCallback) for callback in self.callback_handler.callbacks
@@ -261,11 +264,38 @@ class ULMFiTTrainer(Trainer):
         state = self._recurrent_state[mode]
         if state is not None and state[0][0].shape[0] != inputs["input_ids"].shape[0]:
             state = None  # the batch size changed: the rows are other streams
+        if mode == "train":
+            self._window_lengths.append(inputs["input_ids"].shape[1])
         loss, outputs = super().compute_loss(
             model, {**inputs, "cache": state, "use_cache": True}, True, num_items_in_batch
         )
         self._recurrent_state[mode] = _detach_state(outputs["cache"], next(model.parameters()).dtype)
         return (loss, outputs) if return_outputs else loss
+
+    def _scale_rates_to_window(self) -> None:
+        """Variable BPTT (AWD-LSTM, Merity et al. 2018, section 4.1): the coming update runs at the scheduled rates
+        times ``window length / bptt`` (the mean length of the accumulated batches), so a short window moves the
+        weights less. Every process reads windows of the same lengths, so their weights stay equal under DDP."""
+        lengths, self._window_lengths = self._window_lengths, []
+        dataset = self.train_dataset
+        if not (
+            lengths
+            and self._is_stream["train"]
+            and dataset.variable_bptt
+            and _argument(self.args, "scale_lr_with_window")
+        ):
+            return
+        scale = sum(lengths) / len(lengths) / dataset.bptt
+        self._scheduled_rates = [group["lr"] for group in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["lr"] *= scale
+
+    def _restore_scheduled_rates(self) -> None:
+        """Puts the scheduled rates back after the update, before the scheduler moves on (and before logging)."""
+        if self._scheduled_rates is not None:
+            for group, rate in zip(self.optimizer.param_groups, self._scheduled_rates):
+                group["lr"] = rate
+            self._scheduled_rates = None
 
     def reset_recurrent_state(self, mode: str = "train") -> None:
         """Starts the LM streams of ``mode`` ("train" or "eval") from a zero state at the next batch."""
@@ -278,6 +308,7 @@ class ULMFiTTrainer(Trainer):
         """
         self.reset_recurrent_state("train")
         self._group_learning_rates = {}
+        self._window_lengths = []
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
             checkpoint = self._last_complete_checkpoint()
@@ -510,10 +541,16 @@ class _ULMFiTHooks(TrainerCallback):
         if state.epoch is None or float(state.epoch).is_integer():
             self.trainer.reset_recurrent_state("train")
 
+    def on_pre_optimizer_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
+    ):
+        self.trainer._scale_rates_to_window()
+
     def on_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
     ):
-        # Called after the update and before the scheduler moves on: these are the rates that were used.
+        # Called after the update and before the scheduler moves on: the scheduled rates of this update are logged.
+        self.trainer._restore_scheduled_rates()
         self.trainer._group_learning_rates = self.trainer._current_group_learning_rates()
 
 

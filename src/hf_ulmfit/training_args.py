@@ -57,6 +57,14 @@ class ULMFiTTrainingArguments(TrainingArguments):
             "then normal with std 5). Read by whoever builds the LanguageModelStream."
         },
     )
+    scale_lr_with_window: bool = field(
+        default=True,
+        metadata={
+            "help": "LM stages with variable_bptt: each update's learning rates are multiplied by the window length "
+            "over bptt (AWD-LSTM, Merity et al. 2018, section 4.1), so a short window does not weigh as much as a "
+            "full one. The logged rates are the schedule's."
+        },
+    )
     shuffle_documents: bool = field(
         default=True,
         metadata={
