@@ -76,7 +76,7 @@ CLASSIFIER_DROPOUT_MULTIPLIER = 0.5
 STAGE3_GRID = [
     {"learning_rate": learning_rate, "discriminative_lr_factor": factor}
     for learning_rate in (1e-2, 2e-2)
-    for factor in (2.6, 1.6, 1.0)
+    for factor in (2.6, 1.0)
 ]
 VALIDATION_SHARE = {"trec": 0.1, "imdb-100": 0.2, "imdb-1000": 0.1}
 # Stage 2: one pass over the IMDb budget; TREC's questions are few and short, so several passes.
