@@ -24,11 +24,8 @@ import time
 import warnings
 from pathlib import Path
 
-from _machine import (
-    reset_peak_rss,
-    rss_mb,
-    timed_passes,
-)  # standard library only, so it imports in fastai's venv too
+# standard library only, so it imports in fastai's venv too
+from _machine import reset_peak_rss, rss_mb, timed_passes
 
 
 def prepare(args: argparse.Namespace) -> None:

@@ -135,20 +135,21 @@ class LanguageModelStream(Dataset):
             raise ValueError(
                 "shuffle_documents needs the documents (a sequence of token lists), not one stream."
             )
-        self.documents = list(tokens) if shuffle_documents else None
-        stream = tokens if isinstance(tokens, torch.Tensor) else concatenate_documents(tokens)
-        self.rows = split_into_rows(stream.long().flatten(), batch_size * num_shards)
         self.batch_size = batch_size
         self.num_shards = num_shards
         self.bptt = bptt
         self.variable_bptt = variable_bptt
         self.seed = seed
+        self.documents = list(tokens) if shuffle_documents else None
+        if self.documents is None:  # one order for every epoch; shuffled documents are cut by set_epoch
+            stream = tokens if isinstance(tokens, torch.Tensor) else concatenate_documents(tokens)
+            self.rows = split_into_rows(stream.long().flatten(), self.num_rows)
         self.set_epoch(0)
 
     @property
     def num_rows(self) -> int:
         """Rows of all processes together: ``batch_size * num_shards``."""
-        return self.rows.shape[0]
+        return self.batch_size * self.num_shards
 
     @property
     def num_positions(self) -> int:
