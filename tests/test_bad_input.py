@@ -13,7 +13,8 @@ from transformers import AutoModelForSequenceClassification, pipeline
 from conftest import REVIEWS
 from hf_ulmfit import AWDLSTMConfig, AWDLSTMForCausalLM, AWDLSTMForSequenceClassification, AWDLSTMModel
 from hf_ulmfit.cli import main
-from hf_ulmfit.stages import DataArguments, _first_invalid_utf8, label_names, load_texts, predict
+from hf_ulmfit.data_files import DataArguments, _first_invalid_utf8, label_names, load_texts
+from hf_ulmfit.stages import predict
 from hf_ulmfit.tokenization_awd_lstm import BOS_TOKEN_ID, train_tokenizer
 
 LATIN_1 = "Un film formidable et émouvant.".encode("latin-1")  # é is 0xe9: not UTF-8

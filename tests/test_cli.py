@@ -176,7 +176,7 @@ def test_bad_input_gets_a_clear_error(files, tmp_path):
 
 
 def test_unseen_validation_labels_are_named(files):
-    from hf_ulmfit.stages import DataArguments, label_names, load_texts
+    from hf_ulmfit.data_files import DataArguments, label_names, load_texts
 
     data = DataArguments(
         train_file=str(files / "train.csv"),

@@ -238,7 +238,7 @@ def test_classification_dataset_tokenizes_in_batches_and_keeps_labels():
     assert dataset["labels"] == [i % 2 for i in range(25)]
 
 
-def test_collator_pads_on_the_right():
+def test_collator_pads_on_the_tokenizer_side():
     tokenizer = _tokenizer()
     features = [{"input_ids": [2, 5, 6, 7], "labels": 0}, {"input_ids": [2, 5], "labels": 1}]
     batch = classification_collator(tokenizer)(features)
@@ -246,8 +246,9 @@ def test_collator_pads_on_the_right():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
     assert batch["labels"].tolist() == [0, 1]
     tokenizer.padding_side = "left"
-    with pytest.raises(ValueError, match="right padding"):
-        classification_collator(tokenizer)
+    batch = classification_collator(tokenizer)(features)
+    assert batch["input_ids"].tolist() == [[2, 5, 6, 7], [1, 1, 2, 5]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [0, 0, 1, 1]]
 
 
 def test_trainer_groups_classifier_batches_by_length(tmp_path):

@@ -24,11 +24,12 @@ from conftest import STAGE_LABELS as LABELS
 from conftest import STAGE_REVIEWS as REVIEWS
 from conftest import STAGE_TINY_MODEL as TINY_MODEL
 from hf_ulmfit.callbacks import _check_distributed_arguments
-from hf_ulmfit.cli import STAGE_DEFAULTS
 from hf_ulmfit.configuration_awd_lstm import AWDLSTMConfig
 from hf_ulmfit.data import LanguageModelStream, language_model_stream
+from hf_ulmfit.data_files import DataArguments, load_texts
 from hf_ulmfit.modeling_awd_lstm import AWDLSTMForCausalLM
-from hf_ulmfit.stages import DataArguments, ModelArguments, finetune_language_model, load_texts
+from hf_ulmfit.recipe import stage_defaults
+from hf_ulmfit.stages import ModelArguments, finetune_language_model
 from hf_ulmfit.trainer import ULMFiTTrainer
 from hf_ulmfit.training_args import ULMFiTTrainingArguments
 
@@ -145,14 +146,14 @@ def _pretrain_argv(root: Path) -> list[str]:
 
 
 def _finetune_argv(root: Path, output: str) -> list[str]:
-    """7 steps of LM fine-tuning without dropout (so one process of batch 2B can reproduce it), checkpoints every
-    3 steps."""
+    """7 steps of LM fine-tuning in fp32 without dropout (so one process of batch 2B can reproduce it up to
+    rounding), checkpoints every 3 steps."""
     return [
         "finetune-lm", "--model_name_or_path", str(root / "pretrained"), "--output_dir", str(root / output),
         "--train_file", str(root / "reviews.jsonl"), "--validation_file", str(root / "reviews_valid.jsonl"),
         "--text_column_name", "review", "--dropout_multiplier", "0", "--learning_rate", "1e-2",
         "--max_steps", "7", "--logging_steps", "1", "--save_strategy", "steps",
-        "--save_steps", str(FINETUNE_SAVE_STEPS), *LM_STAGE, *COMMON,
+        "--save_steps", str(FINETUNE_SAVE_STEPS), "--bf16", "false", *LM_STAGE, *COMMON,
     ]  # fmt: skip
 
 
@@ -243,7 +244,7 @@ def test_two_processes_of_batch_b_train_as_one_process_of_batch_2b(runs, tmp_pat
 
 def _parse(argv: list[str]):
     parser = HfArgumentParser((ModelArguments, DataArguments, ULMFiTTrainingArguments))
-    parser.set_defaults(**STAGE_DEFAULTS["finetune-lm"])
+    parser.set_defaults(**stage_defaults("finetune-lm"))
     return parser.parse_args_into_dataclasses(argv)
 
 

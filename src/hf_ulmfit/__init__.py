@@ -1,5 +1,8 @@
 """hf-ulmfit: ULMFiT (Howard & Ruder 2018) with an AWD-LSTM as a native Hugging Face transformers model.
 
+``pretrained_path("awd-lstm-wiki-en")`` is the directory of the English Wikipedia LM the package ships (stage 1
+of ULMFiT, done once); every stage also takes the name itself as ``--model_name_or_path``.
+
 Importing the package registers the model with the Auto classes, so ``AutoConfig``, ``AutoModel``,
 ``AutoModelForCausalLM``, ``AutoModelForSequenceClassification`` and ``AutoTokenizer`` load ``awd_lstm``
 checkpoints, and ``pipeline(...)`` serves them.
@@ -21,6 +24,7 @@ from .modeling_awd_lstm import (
     AWDLSTMModel,
     AWDLSTMPreTrainedModel,
 )
+from .pretrained import pretrained_path
 from .tokenization_awd_lstm import train_tokenizer
 
 __version__ = "0.1.0"
@@ -65,6 +69,7 @@ _TRAINING_EXPORTS = {
 
 __all__ = [
     *_TRAINING_EXPORTS,
+    "pretrained_path",
     "train_tokenizer",
     "AWDLSTMConfig",
     "AWDLSTMForCausalLM",

@@ -88,6 +88,7 @@ def build_model_card(
     tags: list[str] | None = None,
     num_parameters: int | None = None,
     training: dict[str, Any] | None = None,
+    details: str | None = None,
 ) -> ModelCard:
     """The model card of a ULMFiT stage.
 
@@ -105,6 +106,7 @@ def build_model_card(
         tags: tags added to the ULMFiT ones.
         num_parameters: shown in the card when given.
         training: hyperparameters to list in the card (name -> value).
+        details: Markdown placed after the training data (how a shipped model was trained and measured).
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}, got {stage!r}.")
@@ -146,6 +148,7 @@ def build_model_card(
             for r in results
         ],
         training=training or {},
+        details=details,
         **_architecture(config, num_parameters),
     )
 

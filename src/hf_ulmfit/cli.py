@@ -16,6 +16,8 @@ import transformers
 from transformers import HfArgumentParser
 
 from . import stages
+from .data_files import read_data_file
+from .recipe import stage_defaults
 from .training_args import ULMFiTTrainingArguments
 
 TRAINING_COMMANDS = {
@@ -25,12 +27,6 @@ TRAINING_COMMANDS = {
     ),
     "finetune-lm": (stages.finetune_language_model, "Stage 2: fine-tune the LM on the target task's texts."),
     "train-classifier": (stages.train_classifier, "Stage 3: train the classifier with gradual unfreezing."),
-}
-# Defaults that differ by stage (each can still be set on the command line).
-STAGE_DEFAULTS = {
-    "pretrain": {"variable_bptt": True, "discriminative_lr_factor": 1.0},
-    "finetune-lm": {"variable_bptt": True},
-    "train-classifier": {"gradual_unfreezing": True, "eval_strategy": "epoch"},
 }
 
 
@@ -77,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_up_logging()
     if command in TRAINING_COMMANDS:
         run_stage, _ = TRAINING_COMMANDS[command]
-        parser = HfArgumentParser((stages.ModelArguments, stages.DataArguments, ULMFiTTrainingArguments))
-        parser.prog = f"hf-ulmfit {command}"
-        parser.set_defaults(**STAGE_DEFAULTS[command])
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(rest)
-        run_stage(model_args, data_args, training_args)
+        run_stage(*parse_stage_arguments(command, rest))
     elif command == "predict":
         (args,) = _parser(PredictArguments, command).parse_args_into_dataclasses(rest)
         _predict(args)
@@ -98,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
+    """The three argument dataclasses of a training command, from the recipe's defaults (``hf_ulmfit.recipe``,
+    the same as ``stages.stage_arguments``) and ``argv``."""
+    parser = _parser((stages.ModelArguments, stages.DataArguments, ULMFiTTrainingArguments), command)
+    parser.set_defaults(**stage_defaults(command))
+    return tuple(parser.parse_args_into_dataclasses(argv))
+
+
 def _parser(dataclass_type, command: str) -> HfArgumentParser:
     parser = HfArgumentParser(dataclass_type)
     parser.prog = f"hf-ulmfit {command}"
@@ -106,15 +106,14 @@ def _parser(dataclass_type, command: str) -> HfArgumentParser:
 
 def _predict(args: PredictArguments) -> None:
     """One JSON line per text, in order: the text, its label and score. Texts from --input_file are checked by
-    ``stages.load_texts`` (readable, UTF-8, every row a string), those from --text by ``stages.predict``."""
+    ``data_files.read_data_file`` (readable, UTF-8, every row a string), those from --text by ``stages.predict``."""
     if (args.input_file is None) == (args.text is None):
         raise SystemExit("hf-ulmfit predict: give either --input_file or --text.")
     if args.batch_size < 1:
         raise SystemExit(f"hf-ulmfit predict: --batch_size must be at least 1, got {args.batch_size}.")
     texts = args.text
     if args.input_file is not None:
-        data_args = stages.DataArguments(train_file=args.input_file, text_column_name=args.text_column_name)
-        texts = list(stages.load_texts(data_args, hold_out=False)["train"][args.text_column_name])
+        texts = read_data_file(args.input_file, "input", [args.text_column_name])[args.text_column_name]
     predictions = stages.predict(args.model_name_or_path, texts, batch_size=args.batch_size)
     lines = [json.dumps({"text": text, **prediction}) + "\n" for text, prediction in zip(texts, predictions)]
     if args.output_file:

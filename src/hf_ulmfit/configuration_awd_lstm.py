@@ -88,13 +88,12 @@ class AWDLSTMConfig(PreTrainedConfig):
     @classmethod
     def for_language_model(cls, dropout_multiplier: float = 1.0, **kwargs) -> "AWDLSTMConfig":
         """A config with the LM dropouts (fastai's defaults), each multiplied by ``dropout_multiplier``."""
-        return cls(**_scaled(LANGUAGE_MODEL_DROPOUTS, dropout_multiplier), **kwargs)
+        return cls(**{**scaled_dropouts("language_model", dropout_multiplier), **kwargs})
 
     @classmethod
     def for_classifier(cls, dropout_multiplier: float = 1.0, **kwargs) -> "AWDLSTMConfig":
         """A config with the classifier dropouts of ULMFiT (section 4), each multiplied by ``dropout_multiplier``."""
-        head = {"classifier_dropouts": [CLASSIFIER_DROPOUTS["output_dropout"] * dropout_multiplier, 0.1]}
-        return cls(**{**_scaled(CLASSIFIER_DROPOUTS, dropout_multiplier), **head, **kwargs})
+        return cls(**{**scaled_dropouts("classifier", dropout_multiplier), **kwargs})
 
     def _validate(self) -> None:
         for name in ("vocab_size", "embedding_size", "hidden_size", "num_hidden_layers", "bptt", "max_len"):
@@ -138,8 +137,15 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _scaled(dropouts: dict[str, float], multiplier: float) -> dict[str, float]:
-    return {name: p * multiplier for name, p in dropouts.items()}
+def scaled_dropouts(preset: str, multiplier: float = 1.0) -> dict:
+    """The dropouts of a preset, ``"language_model"`` or ``"classifier"``, each multiplied by ``multiplier``, as
+    ``AWDLSTMConfig`` keyword arguments. The classifier's include its head: ``output_dropout`` before the head's
+    first linear layer and 0.1 before the last, as in ULMFiT's classifier."""
+    dropouts = {"language_model": LANGUAGE_MODEL_DROPOUTS, "classifier": CLASSIFIER_DROPOUTS}[preset]
+    scaled = {name: p * multiplier for name, p in dropouts.items()}
+    if preset == "classifier":
+        scaled["classifier_dropouts"] = [scaled["output_dropout"], 0.1]
+    return scaled
 
 
-__all__ = ["AWDLSTMConfig", "CLASSIFIER_DROPOUTS", "LANGUAGE_MODEL_DROPOUTS"]
+__all__ = ["AWDLSTMConfig", "CLASSIFIER_DROPOUTS", "LANGUAGE_MODEL_DROPOUTS", "scaled_dropouts"]

@@ -5,7 +5,7 @@ Language-model stages (sections 3.1 and 3.2): documents become one token stream,
 continues every row of its batch ``t`` and the recurrent state the trainer carries over is the right one.
 
 Classifier stage (section 3.3, BPT3C): tokenized documents of any length, batched by similar length and padded
-on the right; the model itself reads each document in ``bptt``-sized chunks.
+(on either side); the model itself reads each document in ``bptt``-sized chunks.
 """
 
 from collections.abc import Sequence
@@ -285,11 +285,8 @@ def longest_first(texts: Sequence[str]) -> list[int]:
 def classification_collator(
     tokenizer: PreTrainedTokenizerBase, pad_to_multiple_of: int | None = None
 ) -> DataCollatorWithPadding:
-    """Pads each batch to its longest document, on the right (the classifier expects right padding)."""
-    if tokenizer.padding_side != "right":
-        raise ValueError(
-            f"The classifier expects right padding; the tokenizer pads on the {tokenizer.padding_side}."
-        )
+    """Pads each batch to its longest document, on the tokenizer's padding side (the classifier takes padding on
+    either side: it moves each document's real tokens to the front itself)."""
     if tokenizer.pad_token is None:
         raise ValueError(
             "The tokenizer has no pad token; set one before batching documents of different lengths."

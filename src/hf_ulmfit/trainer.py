@@ -472,19 +472,8 @@ class ULMFiTTrainer(Trainer):
             )
 
     def _last_complete_checkpoint(self) -> str:
-        """The checkpoint ``resume_from_checkpoint=True`` resumes from: the last one in ``output_dir`` with a
-        readable ``trainer_state.json``, the file the Trainer writes last.
-
-        Checkpoints saved by this trainer are complete or absent; an incomplete one (from a run of a plain
-        ``Trainer`` killed while saving) is skipped with a warning, where ``Trainer.train`` would fail on it.
-        """
-        for checkpoint in reversed(sort_checkpoints(self.args.output_dir)):
-            try:
-                TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
-                return checkpoint
-            except (OSError, ValueError):
-                logger.warning(f"Skipping {checkpoint}: it is incomplete (no readable {TRAINER_STATE_NAME}).")
-        raise ValueError(f"No valid checkpoint found in output directory ({self.args.output_dir})")
+        """The checkpoint ``resume_from_checkpoint=True`` resumes from (see ``last_complete_checkpoint``)."""
+        return last_complete_checkpoint(self.args.output_dir)
 
     def create_model_card(self, **kwargs) -> None:
         """Writes the ULMFiT model card (``hf_ulmfit.cards.write_trainer_model_card``) into ``output_dir``.
@@ -502,6 +491,22 @@ class ULMFiTTrainer(Trainer):
     def lr_find(self, **kwargs) -> LRFinderResult:
         """The LR range test on the training data; see ``hf_ulmfit.lr_finder.lr_find`` for the arguments."""
         return lr_find(self, **kwargs)
+
+
+def last_complete_checkpoint(output_dir: str) -> str:
+    """The last checkpoint in ``output_dir`` with a readable ``trainer_state.json``, the file the Trainer writes
+    last: what ``resume_from_checkpoint=True`` resumes from.
+
+    Checkpoints saved by ``ULMFiTTrainer`` are complete or absent; an incomplete one (from a run of a plain
+    ``Trainer`` killed while saving) is skipped with a warning, where ``Trainer.train`` would fail on it.
+    """
+    for checkpoint in reversed(sort_checkpoints(output_dir)):
+        try:
+            TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+            return checkpoint
+        except (OSError, ValueError):
+            logger.warning(f"Skipping {checkpoint}: it is incomplete (no readable {TRAINER_STATE_NAME}).")
+    raise ValueError(f"No valid checkpoint found in output directory ({output_dir})")
 
 
 def _recurrent_state_name(args: TrainingArguments) -> str:
@@ -554,4 +559,4 @@ class _ULMFiTHooks(TrainerCallback):
         self.trainer._group_learning_rates = self.trainer._current_group_learning_rates()
 
 
-__all__ = ["RECURRENT_STATE_NAME", "ULMFiTTrainer", "discriminative_param_groups"]
+__all__ = ["RECURRENT_STATE_NAME", "ULMFiTTrainer", "discriminative_param_groups", "last_complete_checkpoint"]
