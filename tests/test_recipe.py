@@ -118,8 +118,10 @@ def test_bf16_detection_agrees_with_the_cpu_flags():
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def test_python_stage_with_keywords_trains_with_gradual_unfreezing(lm_dir, labelled, tmp_path):
-    """Two epochs of four groups: the embedding is still frozen at the end, as the recipe's unfreezing says."""
+def test_python_stage_with_keywords_trains_with_gradual_unfreezing(lm_dir, labelled, tmp_path, caplog, capfd):
+    """Two epochs of four groups: the embedding is still frozen at the end, as the recipe's unfreezing says. The
+    new head is announced in one line, not in a load report of missing keys."""
+    caplog.set_level("INFO", logger="hf_ulmfit.stages")
     train_classifier(
         model_name_or_path=str(lm_dir),
         train_file=str(labelled / "train.parquet"),
@@ -134,6 +136,8 @@ def test_python_stage_with_keywords_trains_with_gradual_unfreezing(lm_dir, label
     assert torch.equal(trained[key], start[key])
     top_lstm = "awd_lstm.layers.1.weight_hh_l0"
     assert not torch.equal(trained[top_lstm], start[top_lstm])
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert "a new classifier head, the LM decoder left out" in caplog.text
 
 
 def test_stages_leave_the_callers_arguments_as_they_were(lm_dir, tmp_path):

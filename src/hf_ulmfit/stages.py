@@ -23,6 +23,7 @@ from transformers import (
     pipeline,
     set_seed,
 )
+from transformers.utils import logging as transformers_logging
 
 from .cards import DEFAULT_LICENSE, dataset_names
 from .configuration_awd_lstm import AWDLSTMConfig, scaled_dropouts
@@ -176,7 +177,7 @@ def train_classifier(model_args=None, data_args=None, training_args=None, **argu
         batched=True,
         remove_columns=[data_args.label_column_name],
     )
-    model = AWDLSTMForSequenceClassification.from_pretrained(
+    model = _classifier_from(
         source,
         num_labels=len(labels),
         id2label={index: str(label) for index, label in enumerate(labels)},
@@ -262,6 +263,33 @@ def _require_model(model_args: ModelArguments) -> str:
     if model_args.model_name_or_path is None:
         raise ValueError("--model_name_or_path is required: the language model of the previous stage.")
     return resolve_model_name(model_args.model_name_or_path)
+
+
+def _classifier_from(source: str, **config) -> AWDLSTMForSequenceClassification:
+    """The classifier of stage 3 from ``source``. Starting from a language model, the head is new (and the
+    decoder is left out): said in one line, instead of the load report's table of every missing head tensor;
+    any other missing weight is still reported."""
+    previous = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model, info = AWDLSTMForSequenceClassification.from_pretrained(
+            source, output_loading_info=True, **config
+        )
+    finally:
+        transformers_logging.set_verbosity(previous)
+    missing = sorted(info["missing_keys"])
+    new_head = [key for key in missing if key.startswith("head.")]
+    if new_head:
+        logger.info(
+            "Starting from the language model %s: a new classifier head, the LM decoder left out.", source
+        )
+    if len(new_head) < len(missing):
+        logger.warning(
+            "Weights missing from %s, initialised at random: %s",
+            source,
+            [k for k in missing if k not in new_head],
+        )
+    return model
 
 
 def _resumed_checkpoint(training_args: ULMFiTTrainingArguments) -> str | None:
