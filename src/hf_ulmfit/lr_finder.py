@@ -176,7 +176,7 @@ def _snapshot(trainer: Trainer, optimizer: torch.optim.Optimizer) -> dict[str, A
         "model": {key: value.detach().clone() for key, value in trainer.model.state_dict().items()},
         "optimizer": copy.deepcopy(optimizer.state_dict()),
         "training": trainer.model.training,
-        "recurrent_state": copy.copy(getattr(trainer, "_recurrent_state", None)),
+        "recurrent_state": getattr(trainer, "recurrent_state", None),
         "cpu_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
     }
@@ -187,7 +187,7 @@ def _restore(trainer: Trainer, optimizer: torch.optim.Optimizer, snapshot: dict[
     optimizer.load_state_dict(snapshot["optimizer"])
     trainer.model.train(snapshot["training"])
     if snapshot["recurrent_state"] is not None:
-        trainer._recurrent_state = snapshot["recurrent_state"]
+        trainer.recurrent_state = snapshot["recurrent_state"]
     torch.set_rng_state(snapshot["cpu_rng"])
     if snapshot["cuda_rng"] is not None:
         torch.cuda.set_rng_state_all(snapshot["cuda_rng"])

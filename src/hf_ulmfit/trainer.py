@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from accelerate.utils import broadcast
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -131,9 +132,10 @@ class ULMFiTTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self._recurrent_state: dict[str, State | None] = {"train": None, "eval": None}
         self._is_stream = {"train": False, "eval": False}
-        self._group_learning_rates: dict[str, float] = {}
         self._window_lengths: list[int] = []  # of the batches accumulated into the coming update
-        self._scheduled_rates: list[float] | None = None
+        self.logged_group_rates: dict[
+            str, float
+        ] = {}  # the scheduled rates of the last update, by layer group
         self.add_callback(_ULMFiTHooks(self))
         if _argument(self.args, "gradual_unfreezing") and not any(
             isinstance(callback, GradualUnfreezingCallback) for callback in self.callback_handler.callbacks
@@ -189,19 +191,49 @@ class ULMFiTTrainer(Trainer):
         self._created_lr_scheduler = True
         return self.lr_scheduler
 
-    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        """Adds the rate of every layer group (the one used by the last update) to training logs."""
-        if "learning_rate" in logs:
-            logs = {**logs, **(self._group_learning_rates or self._current_group_learning_rates())}
-        super().log(logs, start_time)
+    # -- the rates of each update: one place sets them -------------------------------------------------------
 
-    def _current_group_learning_rates(self) -> dict[str, float]:
-        if self.optimizer is None:
-            return {}
-        return {
-            f"learning_rate/group_{group.get('layer_group', index)}": group["lr"]
-            for index, group in enumerate(self.optimizer.param_groups)
+    def set_update_rates(self) -> None:
+        """Sets every parameter group's rate for the coming update (called just before each optimizer step).
+
+        The rate of a group is its scheduled rate, i.e. its discriminative base rate times the STLR factor (the
+        scheduler's ``get_last_lr()``), times the window factor of variable BPTT (AWD-LSTM, Merity et al. 2018,
+        section 4.1): the mean length of the windows accumulated into this update over ``bptt``, so a short window
+        moves the weights less. Every process reads windows of the same lengths, so their weights stay equal
+        under DDP. The scheduler's next step recomputes every rate from the schedule alone (``LambdaLR`` is in
+        closed form), so nothing needs restoring after the update. The logs show the scheduled rates."""
+        lengths, self._window_lengths = self._window_lengths, []
+        scheduled = self.lr_scheduler.get_last_lr()
+        groups = self.optimizer.param_groups
+        self.logged_group_rates = {
+            f"learning_rate/group_{group.get('layer_group', index)}": rate
+            for index, (group, rate) in enumerate(zip(groups, scheduled))
         }
+        factor = self._window_factor(lengths)
+        if factor == 1.0:
+            return
+        if not isinstance(self.lr_scheduler, LambdaLR):  # a chained scheduler would compound the factor
+            logger.warning_once(
+                "scale_lr_with_window needs a LambdaLR schedule (STLR, linear, ...): not applied."
+            )
+            return
+        for group, rate in zip(groups, scheduled):
+            group["lr"] = rate * factor
+
+    def _window_factor(self, lengths: list[int]) -> float:
+        """Mean window length over ``bptt`` for a variable-BPTT LM stream with ``scale_lr_with_window``, else 1."""
+        dataset = self.train_dataset
+        if not (lengths and self._is_stream["train"] and dataset.variable_bptt):
+            return 1.0
+        if not _argument(self.args, "scale_lr_with_window"):
+            return 1.0
+        return sum(lengths) / len(lengths) / dataset.bptt
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Adds the scheduled rate of every layer group of the last update to training logs."""
+        if "learning_rate" in logs and self.logged_group_rates:
+            logs = {**logs, **self.logged_group_rates}
+        super().log(logs, start_time)
 
     # -- language-model streams: the carried recurrent state ------------------------------------------------
 
@@ -272,30 +304,15 @@ class ULMFiTTrainer(Trainer):
         self._recurrent_state[mode] = _detach_state(outputs["cache"], next(model.parameters()).dtype)
         return (loss, outputs) if return_outputs else loss
 
-    def _scale_rates_to_window(self) -> None:
-        """Variable BPTT (AWD-LSTM, Merity et al. 2018, section 4.1): the coming update runs at the scheduled rates
-        times ``window length / bptt`` (the mean length of the accumulated batches), so a short window moves the
-        weights less. Every process reads windows of the same lengths, so their weights stay equal under DDP."""
-        lengths, self._window_lengths = self._window_lengths, []
-        dataset = self.train_dataset
-        if not (
-            lengths
-            and self._is_stream["train"]
-            and dataset.variable_bptt
-            and _argument(self.args, "scale_lr_with_window")
-        ):
-            return
-        scale = sum(lengths) / len(lengths) / dataset.bptt
-        self._scheduled_rates = [group["lr"] for group in self.optimizer.param_groups]
-        for group in self.optimizer.param_groups:
-            group["lr"] *= scale
+    @property
+    def recurrent_state(self) -> dict[str, State | None]:
+        """The carried LM state of each mode, ``"train"`` and ``"eval"``: what the next batch of that stream
+        continues from (``None``: zeros). Assign a dict of the same form to put a saved state back."""
+        return dict(self._recurrent_state)
 
-    def _restore_scheduled_rates(self) -> None:
-        """Puts the scheduled rates back after the update, before the scheduler moves on (and before logging)."""
-        if self._scheduled_rates is not None:
-            for group, rate in zip(self.optimizer.param_groups, self._scheduled_rates):
-                group["lr"] = rate
-            self._scheduled_rates = None
+    @recurrent_state.setter
+    def recurrent_state(self, value: dict[str, State | None]) -> None:
+        self._recurrent_state = {"train": value.get("train"), "eval": value.get("eval")}
 
     def reset_recurrent_state(self, mode: str = "train") -> None:
         """Starts the LM streams of ``mode`` ("train" or "eval") from a zero state at the next batch."""
@@ -307,7 +324,7 @@ class ULMFiTTrainer(Trainer):
         ``resume_from_checkpoint=True`` resumes from the last complete checkpoint in ``output_dir``.
         """
         self.reset_recurrent_state("train")
-        self._group_learning_rates = {}
+        self.logged_group_rates = {}
         self._window_lengths = []
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
@@ -549,14 +566,7 @@ class _ULMFiTHooks(TrainerCallback):
     def on_pre_optimizer_step(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
     ):
-        self.trainer._scale_rates_to_window()
-
-    def on_optimizer_step(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs
-    ):
-        # Called after the update and before the scheduler moves on: the scheduled rates of this update are logged.
-        self.trainer._restore_scheduled_rates()
-        self.trainer._group_learning_rates = self.trainer._current_group_learning_rates()
+        self.trainer.set_update_rates()
 
 
 __all__ = ["RECURRENT_STATE_NAME", "ULMFiTTrainer", "discriminative_param_groups", "last_complete_checkpoint"]
