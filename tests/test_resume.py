@@ -24,7 +24,8 @@ from transformers.trainer_utils import get_last_checkpoint
 from hf_ulmfit.configuration_awd_lstm import AWDLSTMConfig
 from hf_ulmfit.data import LanguageModelStream
 from hf_ulmfit.modeling_awd_lstm import AWDLSTMForCausalLM
-from hf_ulmfit.trainer import RECURRENT_STATE_NAME, STAGING_DIR_NAME, ULMFiTTrainer
+from hf_ulmfit.saving import STAGING_DIR_NAME
+from hf_ulmfit.trainer import RECURRENT_STATE_NAME, ULMFiTTrainer
 from hf_ulmfit.training_args import ULMFiTTrainingArguments
 
 KILLED = -signal.SIGKILL  # multiprocessing's exit code of a process killed by SIGKILL

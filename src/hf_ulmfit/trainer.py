@@ -13,15 +13,14 @@
   the stream (and checkpoints it in a file of its own); every parameter is trainable when DDP wraps the model, so
   groups unfrozen later have their gradients averaged too; the buffers (BatchNorm statistics) of process 0 are
   copied to every process after training and before evaluation.
-* Saving and the Hub: checkpoints appear whole or not at all, and a saved model replaces the previous one only once
-  complete, so a run killed while saving can be resumed (``resume_from_checkpoint=True`` takes the last complete
-  checkpoint). The training arguments are saved as JSON (no pickle), and ``create_model_card`` (run by
-  ``push_to_hub``) writes the ULMFiT model card of ``hf_ulmfit.cards`` instead of the Trainer's generic one.
+* Saving and the Hub: ``hf_ulmfit.saving.AtomicSavingMixin`` makes checkpoints and saved models appear whole or
+  not at all (``resume_from_checkpoint=True`` takes the last complete checkpoint), with the carried LM state in
+  each checkpoint; ``create_model_card`` (run by ``push_to_hub``) writes the ULMFiT model card of
+  ``hf_ulmfit.cards`` instead of the Trainer's generic one.
 """
 
 import math
 import os
-import shutil
 from typing import Any
 
 import torch
@@ -29,13 +28,9 @@ from accelerate.utils import broadcast
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
-from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import (
-    PREFIX_CHECKPOINT_DIR,
     EvalLoopOutput,
-    rotate_checkpoints,
-    sort_checkpoints,
 )
 from transformers.utils import logging
 
@@ -43,14 +38,13 @@ from .callbacks import GradualUnfreezingCallback, set_trainable_groups
 from .cards import write_trainer_model_card
 from .data import EpochSeededLengthGroupedSampler, LanguageModelStream
 from .lr_finder import LRFinderResult, lr_find
+from .saving import AtomicSavingMixin, last_complete_checkpoint
 from .schedules import get_slanted_triangular_schedule
 from .training_args import ULMFiTTrainingArguments
 
 logger = logging.get_logger(__name__)
 
 RECURRENT_STATE_NAME = "recurrent_state.pt"  # recurrent_state_{process index}.pt with several processes
-# In an output directory: what is being saved, until it is complete (the Trainer's uploads skip "_*").
-STAGING_DIR_NAME = "_saving"
 
 State = tuple[tuple[torch.Tensor, torch.Tensor], ...]
 
@@ -119,7 +113,7 @@ def _detach_state(cache: State | None, dtype: torch.dtype) -> State | None:
     return tuple((h.detach().to(dtype), c.detach().to(dtype)) for h, c in cache)
 
 
-class ULMFiTTrainer(Trainer):
+class ULMFiTTrainer(AtomicSavingMixin, Trainer):
     """``Trainer`` with discriminative fine-tuning, STLR, gradual unfreezing and a carried LM state.
 
     Takes ``ULMFiTTrainingArguments`` (plain ``TrainingArguments`` get their ULMFiT defaults). With
@@ -328,7 +322,7 @@ class ULMFiTTrainer(Trainer):
         self._window_lengths = []
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
-            checkpoint = self._last_complete_checkpoint()
+            checkpoint = last_complete_checkpoint(self.args.output_dir)
         if isinstance(checkpoint, str):
             self._restore_recurrent_state(checkpoint)
         self._make_every_group_trainable_before_wrapping()
@@ -403,83 +397,11 @@ class ULMFiTTrainer(Trainer):
         finally:
             self.label_names = label_names
 
-    # -- saving and the Hub (hf_ulmfit.cards) ----------------------------------------------------------------
+    # -- checkpoints (atomic saving: hf_ulmfit.saving) and the Hub (hf_ulmfit.cards) ------------------------
 
-    # Set while ``_save_checkpoint`` has the Trainer write a checkpoint into the staging directory.
-    _staging_root: str | None = None
-
-    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-        """As the Trainer's, but the files are written to ``output_dir/_saving/model`` and then moved into
-        ``output_dir`` one by one with ``os.replace``: a save killed while writing leaves the model that was there
-        loadable. The training arguments go to ``training_args.json`` instead of the pickle ``training_args.bin``: a
-        saved directory, and so what ``push_to_hub`` uploads from ``output_dir``, holds safetensors and JSON only
-        (loading a pickle can run arbitrary code)."""
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            # A process that writes nothing (it may join the gathers of a sharded model).
-            return super()._save(output_dir, state_dict)
-        staging_root = os.path.join(output_dir, STAGING_DIR_NAME)
-        staging = os.path.join(staging_root, "model")
-        shutil.rmtree(staging, ignore_errors=True)  # what a save killed earlier left
-        super()._save(staging, state_dict)
-        pickled = os.path.join(staging, TRAINING_ARGS_NAME)
-        if os.path.isfile(pickled):
-            os.remove(pickled)
-            with open(os.path.join(staging, "training_args.json"), "w", encoding="utf-8") as file:
-                file.write(self.args.to_json_string())
-        for name in sorted(os.listdir(staging)):
-            _replace(os.path.join(staging, name), os.path.join(output_dir, name))
-        os.rmdir(staging)
-        if not os.listdir(staging_root):
-            os.rmdir(staging_root)
-
-    def _save_checkpoint(self, model: nn.Module, trial=None) -> None:
-        """As the Trainer's, but atomic: ``checkpoint-{step}`` is either complete or absent.
-
-        The Trainer writes the checkpoint in ``output_dir/_saving``, the carried LM state is added, and the whole
-        directory is renamed into place. Only then are older checkpoints rotated (``save_total_limit``) and the
-        checkpoint pushed (``push_to_hub``). A run killed while saving leaves the earlier checkpoints as they were.
-        """
-        run_dir = self._get_output_dir(trial)
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staging_root = os.path.join(run_dir, STAGING_DIR_NAME)
-        staged, final = os.path.join(staging_root, name), os.path.join(run_dir, name)
-        if self.args.should_save:
-            shutil.rmtree(staging_root, ignore_errors=True)  # what a save killed earlier left
-        self.accelerator.wait_for_everyone()
-        self._staging_root = staging_root
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging_root = None
-        self._save_recurrent_state(staged)
-        if self.state.best_model_checkpoint == staged:  # the Trainer recorded where it wrote this checkpoint
-            self.state.best_model_checkpoint = final
-            if self.args.should_save:
-                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
-        self.accelerator.wait_for_everyone()  # every process has written its files (RNG and LM states)
-        if self.args.should_save:
-            _replace(staged, final)
-            os.rmdir(staging_root)
-            rotate_checkpoints(
-                run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True
-            )
-        if self.args.push_to_hub:
-            self._push_from_checkpoint(final)
-        self.accelerator.wait_for_everyone()
-
-    def _get_output_dir(self, trial) -> str:
-        """The Trainer's run directory; while ``_save_checkpoint`` stages a checkpoint, the staging directory."""
-        return self._staging_root if self._staging_root is not None else super()._get_output_dir(trial)
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        """As the Trainer's; ``_save_checkpoint`` calls it once the checkpoint is in place, not while staging it."""
-        if self._staging_root is None:
-            super()._push_from_checkpoint(checkpoint_folder)
-
-    def _save_recurrent_state(self, checkpoint: str) -> None:
-        """Every process saves the carried LM state of its own rows, as the Trainer saves every process's RNG
-        state."""
+    def save_extra_state(self, checkpoint: str) -> None:
+        """Every process saves the carried LM state of its own rows in the staged checkpoint, as the Trainer saves
+        every process's RNG state."""
         carried = self._recurrent_state["train"]
         if carried is not None and (self.args.should_save or self.args.world_size > 1):
             os.makedirs(checkpoint, exist_ok=True)
@@ -487,10 +409,6 @@ class ULMFiTTrainer(Trainer):
                 [(h.cpu(), c.cpu()) for h, c in carried],
                 os.path.join(checkpoint, _recurrent_state_name(self.args)),
             )
-
-    def _last_complete_checkpoint(self) -> str:
-        """The checkpoint ``resume_from_checkpoint=True`` resumes from (see ``last_complete_checkpoint``)."""
-        return last_complete_checkpoint(self.args.output_dir)
 
     def create_model_card(self, **kwargs) -> None:
         """Writes the ULMFiT model card (``hf_ulmfit.cards.write_trainer_model_card``) into ``output_dir``.
@@ -510,39 +428,11 @@ class ULMFiTTrainer(Trainer):
         return lr_find(self, **kwargs)
 
 
-def last_complete_checkpoint(output_dir: str) -> str:
-    """The last checkpoint in ``output_dir`` with a readable ``trainer_state.json``, the file the Trainer writes
-    last: what ``resume_from_checkpoint=True`` resumes from.
-
-    Checkpoints saved by ``ULMFiTTrainer`` are complete or absent; an incomplete one (from a run of a plain
-    ``Trainer`` killed while saving) is skipped with a warning, where ``Trainer.train`` would fail on it.
-    """
-    for checkpoint in reversed(sort_checkpoints(output_dir)):
-        try:
-            TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
-            return checkpoint
-        except (OSError, ValueError):
-            logger.warning(f"Skipping {checkpoint}: it is incomplete (no readable {TRAINER_STATE_NAME}).")
-    raise ValueError(f"No valid checkpoint found in output directory ({output_dir})")
-
-
 def _recurrent_state_name(args: TrainingArguments) -> str:
     """The checkpoint file of the carried LM state: one per process, as each carries the state of its own rows."""
     if args.world_size <= 1:
         return RECURRENT_STATE_NAME
     return RECURRENT_STATE_NAME.replace(".pt", f"_{args.process_index}.pt")
-
-
-def _replace(source: str, target: str) -> None:
-    """Moves ``source`` (a file or directory) to ``target`` with ``os.replace``, which is atomic. A directory
-    already at ``target`` (a checkpoint of the same step from an earlier run) is moved aside first, then removed."""
-    if not os.path.isdir(target):
-        os.replace(source, target)
-        return
-    aside = source + ".replaced"
-    os.replace(target, aside)
-    os.replace(source, target)
-    shutil.rmtree(aside)
 
 
 def _perplexity(loss: float) -> float:

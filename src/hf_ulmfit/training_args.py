@@ -16,6 +16,10 @@ class ULMFiTTrainingArguments(TrainingArguments):
     (section 3.2) and ignores ``lr_scheduler_type`` and ``warmup_steps``; ``"transformers"`` hands the choice back
     to ``lr_scheduler_type`` (``linear``, ``cosine``, ...) as in a plain ``Trainer``.
 
+    ``variable_bptt`` and ``shuffle_documents`` are training arguments, not data arguments, because they change
+    what each epoch of training sees (windows and order, redrawn per epoch from ``seed``), not which texts are read;
+    the stages pass them to the ``LanguageModelStream`` they build.
+
     The paper's Adam betas (0.7, 0.99) are one flag away: ``paper_adam_betas=True`` (``--paper_adam_betas``)
     overrides ``adam_beta1`` and ``adam_beta2``; or set those two directly.
     """
@@ -54,7 +58,7 @@ class ULMFiTTrainingArguments(TrainingArguments):
         default=True,
         metadata={
             "help": "LM stages: vary the BPTT window length as in the AWD-LSTM (bptt with p=0.95, else bptt/2, "
-            "then normal with std 5). Read by whoever builds the LanguageModelStream."
+            "then normal with std 5), redrawn every epoch."
         },
     )
     scale_lr_with_window: bool = field(
@@ -69,7 +73,7 @@ class ULMFiTTrainingArguments(TrainingArguments):
         default=True,
         metadata={
             "help": "LM stages: put the training documents in a new order every epoch (seeded by seed and the "
-            "epoch) before the stream is cut into rows. Read by whoever builds the LanguageModelStream."
+            "epoch) before the stream is cut into rows."
         },
     )
     paper_adam_betas: bool = field(
