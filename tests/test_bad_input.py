@@ -2,6 +2,7 @@
 pipeline, ``predict`` and the CLI, data files, token ids, saved weights and configs."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -144,8 +145,11 @@ def test_predict_cli_writes_one_line_per_text_in_order(classifier_dir, tmp_path,
     main(["predict", "--model_name_or_path", str(classifier_dir), "--text", *texts])
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["text"] for line in lines] == texts
-    with pytest.raises(SystemExit, match="--batch_size must be at least 1"):
+    assert (
         main(["predict", "--model_name_or_path", str(classifier_dir), "--text", "x", "--batch_size", "0"])
+        == 2
+    )
+    assert "hf-ulmfit predict: error: --batch_size must be at least 1" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -182,17 +186,19 @@ def test_first_invalid_utf8_byte_is_found_across_block_boundaries(tmp_path):
     assert _first_invalid_utf8(write(tmp_path / "c.txt", "é€😀\n" * 3), block_size=2) is None
 
 
-def test_cli_names_the_file_that_is_not_utf8(tmp_path, classifier_dir):
+def test_cli_names_the_file_that_is_not_utf8(tmp_path, classifier_dir, capsys):
     train = write(tmp_path / "train.csv", "text,label\nA good film,pos\nA bad film,neg\n")
     valid = write(tmp_path / "valid.csv", b"text,label\n" + LATIN_1 + b",pos\n")
-    with pytest.raises(ValueError, match=r"valid.csv' is not valid UTF-8: byte 0xe9 at line 2"):
-        main(
-            ["train-classifier", "--model_name_or_path", str(classifier_dir), "--output_dir", str(tmp_path)]
-            + ["--train_file", train, "--validation_file", valid, "--report_to", "none"]
-        )
+    status = main(
+        ["train-classifier", "--model_name_or_path", str(classifier_dir), "--output_dir", str(tmp_path)]
+        + ["--train_file", train, "--validation_file", valid, "--report_to", "none"]
+    )
+    err = capsys.readouterr().err
+    assert status == 2 and re.search(r"valid.csv' is not valid UTF-8: byte 0xe9 at line 2", err)
+    assert "Traceback" not in err
     new = write(tmp_path / "new.jsonl", b'{"text": "' + LATIN_1 + b'"}\n')
-    with pytest.raises(ValueError, match=r"new.jsonl' is not valid UTF-8"):
-        main(["predict", "--model_name_or_path", str(classifier_dir), "--input_file", new])
+    assert main(["predict", "--model_name_or_path", str(classifier_dir), "--input_file", new]) == 2
+    assert "new.jsonl' is not valid UTF-8" in capsys.readouterr().err
 
 
 # (file name, content, what the error says)
@@ -216,7 +222,7 @@ def test_unreadable_or_incomplete_files_are_named(tmp_path, name, content, messa
         load_texts(DataArguments(train_file=write(tmp_path / name, content)), hold_out=False)
 
 
-def test_missing_columns_and_labels_are_named(tmp_path, classifier_dir):
+def test_missing_columns_and_labels_are_named(tmp_path, classifier_dir, capsys):
     data = write(tmp_path / "data.csv", "review,sentiment\nA good film,pos\nA bad film,\n")
     with pytest.raises(
         ValueError, match=r"has no column \['text'\]; its columns are \['review', 'sentiment'\]"
@@ -227,8 +233,16 @@ def test_missing_columns_and_labels_are_named(tmp_path, classifier_dir):
     args = DataArguments(train_file=data, text_column_name="review", label_column_name="sentiment")
     with pytest.raises(ValueError, match=r"without a label in column 'sentiment': rows \[1\]"):
         load_texts(args, needs_labels=True, hold_out=False)
-    with pytest.raises(ValueError, match=r"has no column \['text'\]"):
-        main(["predict", "--model_name_or_path", str(classifier_dir), "--input_file", data])
+    assert main(["predict", "--model_name_or_path", str(classifier_dir), "--input_file", data]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "The input data (" in err and "has no column ['text']" in err
+    )  # the file's role: input, not training
+    with pytest.raises(ValueError, match=r"has no column \['sentiments'\] \(did you mean 'sentiment'\?\)"):
+        load_texts(
+            args.__class__(train_file=data, text_column_name="review", label_column_name="sentiments"),
+            needs_labels=True,
+        )
 
 
 def test_validation_labels_never_seen_in_training_are_named(tmp_path):

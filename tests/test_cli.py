@@ -157,7 +157,8 @@ def test_bad_input_gets_a_clear_error(files, tmp_path):
         "300",
         *COMMON,
     )
-    assert missing.returncode != 0 and "has no column ['text']" in missing.stderr
+    assert missing.returncode == 2 and "has no column ['text']" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
     unknown = run_cli(
         "finetune-lm",
@@ -169,7 +170,26 @@ def test_bad_input_gets_a_clear_error(files, tmp_path):
         str(tmp_path),
         *COMMON,
     )
-    assert unknown.returncode != 0 and "Cannot read" in unknown.stderr
+    assert unknown.returncode == 2 and "Cannot read" in unknown.stderr
+
+    absent = run_cli("pretrain", "--train_file", str(files / "absent.csv"), "--output_dir", str(tmp_path))
+    assert (
+        absent.returncode == 2 and "No such data file" in absent.stderr and "Traceback" not in absent.stderr
+    )
+
+    mistyped = run_cli(
+        "pretrain", "--train_file", "x.csv", "--output_dir", str(tmp_path), "--learnng_rate", "1"
+    )
+    assert mistyped.returncode == 2 and "Traceback" not in mistyped.stderr
+    assert "--learnng_rate (did you mean --learning_rate?)" in mistyped.stderr
+
+    abbreviated = run_cli(
+        "pretrain", "--train_file", "x.csv", "--output_dir", str(tmp_path), "--num_train_epoch", "2"
+    )
+    assert (
+        abbreviated.returncode == 2
+        and "--num_train_epoch (did you mean --num_train_epochs?)" in abbreviated.stderr
+    )
 
     usage = run_cli("no-such-command")
     assert usage.returncode == 2 and "unknown command" in usage.stderr

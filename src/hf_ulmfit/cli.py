@@ -6,6 +6,7 @@ plus those of ``ModelArguments``, ``DataArguments`` and ``ULMFiTTrainingArgument
 """
 
 import argparse
+import difflib
 import json
 import logging
 import sys
@@ -17,6 +18,7 @@ from transformers import HfArgumentParser
 
 from . import stages
 from .data_files import read_data_file
+from .errors import UsageError
 from .recipe import stage_defaults
 from .training_args import ULMFiTTrainingArguments
 
@@ -70,47 +72,82 @@ def main(argv: list[str] | None = None) -> int:
         _print_usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, rest = argv[0], argv[1:]
-    _set_up_logging()
+    try:
+        _run(command, rest)
+    except UsageError as error:  # the user's mistake: the message, no traceback
+        print(f"hf-ulmfit {command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _run(command: str, rest: list[str]) -> None:
     if command in TRAINING_COMMANDS:
         run_stage, _ = TRAINING_COMMANDS[command]
-        run_stage(*parse_stage_arguments(command, rest))
+        arguments = parse_stage_arguments(command, rest)
+        _set_up_logging()
+        run_stage(*arguments)
     elif command == "predict":
-        (args,) = _parser(PredictArguments, command).parse_args_into_dataclasses(rest)
+        (args,) = _parse(_parser(PredictArguments, command), rest)
+        _set_up_logging()
         _predict(args)
     elif command == "convert-fastai":
         from .convert_fastai import convert_fastai_checkpoint
 
-        (args,) = _parser(ConvertFastaiArguments, command).parse_args_into_dataclasses(rest)
+        (args,) = _parse(_parser(ConvertFastaiArguments, command), rest)
+        _set_up_logging()
         convert_fastai_checkpoint(args.weights, args.vocab, args.output_dir, kind=args.kind)
     else:
         from .demo import run_demo
 
-        (args,) = _parser(DemoArguments, command).parse_args_into_dataclasses(rest)
+        (args,) = _parse(_parser(DemoArguments, command), rest)
+        _set_up_logging()
         run_demo(args.output_dir, seed=args.seed)
-    return 0
 
 
 def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
     """The three argument dataclasses of a training command, from the recipe's defaults (``hf_ulmfit.recipe``,
-    the same as ``stages.stage_arguments``) and ``argv``."""
+    the same as ``stages.stage_arguments``) and ``argv``. An unknown or abbreviated flag, or a value the
+    dataclasses reject, raises ``UsageError``."""
     parser = _parser((stages.ModelArguments, stages.DataArguments, ULMFiTTrainingArguments), command)
     parser.set_defaults(**stage_defaults(command))
-    return tuple(parser.parse_args_into_dataclasses(argv))
+    return _parse(parser, argv)
 
 
 def _parser(dataclass_type, command: str) -> HfArgumentParser:
-    parser = HfArgumentParser(dataclass_type)
+    parser = HfArgumentParser(
+        dataclass_type, allow_abbrev=False
+    )  # --num_train_epoch is a mistake, not a flag
     parser.prog = f"hf-ulmfit {command}"
     return parser
+
+
+def _parse(parser: HfArgumentParser, argv: list[str]) -> tuple:
+    """The dataclasses of ``argv``; unknown flags (with the closest known one) and rejected values are
+    ``UsageError``s."""
+    try:
+        *parsed, remaining = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    except ValueError as error:  # a dataclass's own check (__post_init__) of the values given
+        raise UsageError(str(error)) from error
+    if remaining:
+        known = [option for action in parser._actions for option in action.option_strings]
+        unknown = [item for item in remaining if item.startswith("-")] or remaining
+        hints = []
+        for item in unknown:
+            close = difflib.get_close_matches(item.split("=", 1)[0], known, n=1, cutoff=0.6)
+            hints.append(f"{item}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise UsageError(
+            f"unrecognized argument(s): {', '.join(hints)}. `{parser.prog} --help` lists the flags."
+        )
+    return tuple(parsed)
 
 
 def _predict(args: PredictArguments) -> None:
     """One JSON line per text, in order: the text, its label and score. Texts from --input_file are checked by
     ``data_files.read_data_file`` (readable, UTF-8, every row a string), those from --text by ``stages.predict``."""
     if (args.input_file is None) == (args.text is None):
-        raise SystemExit("hf-ulmfit predict: give either --input_file or --text.")
+        raise UsageError("give either --input_file or --text.")
     if args.batch_size < 1:
-        raise SystemExit(f"hf-ulmfit predict: --batch_size must be at least 1, got {args.batch_size}.")
+        raise UsageError(f"--batch_size must be at least 1, got {args.batch_size}.")
     texts = args.text
     if args.input_file is not None:
         texts = read_data_file(args.input_file, "input", [args.text_column_name])[args.text_column_name]

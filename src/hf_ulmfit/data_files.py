@@ -9,6 +9,7 @@ other files hold.
 """
 
 import codecs
+import difflib
 import glob
 import os
 from dataclasses import dataclass, field
@@ -16,7 +17,19 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets, load_dataset
 
+from .errors import UsageError
+
+
 # File extension -> the `datasets` builder that reads it.
+class DataFileError(UsageError):
+    """A data file, or an argument naming one, that cannot be used as given; the message names the file and the fix
+    (the command line prints it without a traceback)."""
+
+
+class DataFileNotFoundError(DataFileError, FileNotFoundError):
+    """A data file that does not exist, or a glob pattern that matches none."""
+
+
 DATA_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".txt": "text"}
 # What a file of each format must hold (for the error when it cannot be read).
 FORMAT_LAYOUTS = {
@@ -73,7 +86,7 @@ class DataArguments:
     def training_files(self) -> list[str]:
         """The training files, glob patterns expanded (each pattern's matches sorted), in the order given."""
         if not self.train_file:
-            raise ValueError("--train_file is required.")
+            raise DataFileError("--train_file is required.")
         return [path for pattern in self.train_file for path in _expand(pattern)]
 
 
@@ -83,7 +96,7 @@ def _expand(pattern: str) -> list[str]:
         return [pattern]
     matches = sorted(path for path in glob.glob(pattern, recursive=True) if os.path.isfile(path))
     if not matches:
-        raise FileNotFoundError(f"No data file matches {pattern!r}.")
+        raise DataFileNotFoundError(f"No data file matches {pattern!r}.")
     return matches
 
 
@@ -118,7 +131,7 @@ def _concatenate(datasets: list[Dataset], paths: list[str]) -> Dataset:
         try:
             aligned.append(dataset if dataset.features == first else dataset.cast(first))
         except (TypeError, ValueError) as error:
-            raise ValueError(
+            raise DataFileError(
                 f"The training file {path!r} holds {dataset.features}, which cannot be read as {first} like "
                 f"{paths[0]!r} ({error})."
             ) from error
@@ -128,9 +141,9 @@ def _concatenate(datasets: list[Dataset], paths: list[str]) -> Dataset:
 def _data_format(path: str) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in DATA_FORMATS:
-        raise ValueError(f"Cannot read {path!r}: use one of {sorted(DATA_FORMATS)}.")
+        raise DataFileError(f"Cannot read {path!r}: use one of {sorted(DATA_FORMATS)}.")
     if not os.path.exists(path):
-        raise FileNotFoundError(f"No such data file: {path!r}.")
+        raise DataFileNotFoundError(f"No such data file: {path!r}.")
     return DATA_FORMATS[suffix]
 
 
@@ -140,24 +153,28 @@ def read_data_file(path: str, role: str, columns: list[str]) -> Dataset:
     file in errors."""
     builder = _data_format(path)
     if os.path.getsize(path) == 0:
-        raise ValueError(f"The {role} data file {path!r} is empty.")
+        raise DataFileError(f"The {role} data file {path!r} is empty.")
     try:
         dataset = load_dataset(builder, data_files=path, split="train")
         dataset.data.table.validate(full=True)  # the JSON reader lets invalid UTF-8 into string columns
     except Exception as error:  # `datasets` wraps the reader's own error, e.g. in a DatasetGenerationError
-        raise ValueError(_unreadable_file_message(path, builder, error)) from error
+        raise DataFileError(_unreadable_file_message(path, builder, error)) from error
     where = f"The {role} data ({path})"
     missing = [column for column in columns if column not in dataset.column_names]
     if missing:
-        raise ValueError(
-            f"{where} has no column {missing}; its columns are {dataset.column_names}. "
+        close = [
+            match for name in missing for match in difflib.get_close_matches(name, dataset.column_names, n=1)
+        ]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise DataFileError(
+            f"{where} has no column {missing}{hint}; its columns are {dataset.column_names}. "
             "Choose them with --text_column_name / --label_column_name."
         )
     dataset = dataset.select_columns(columns)
     text, *label = columns
     _check_text_column(dataset, text, where, csv=builder == "csv")
     if label and dataset.data.column(label[0]).null_count:
-        raise ValueError(
+        raise DataFileError(
             f"{where} has rows without a label in column {label[0]!r}: rows {_rows_where(dataset, label[0])} "
             "(data rows, counted from 0). Label those rows or remove them."
         )
@@ -172,12 +189,12 @@ def _check_text_column(dataset: Dataset, text: str, where: str, csv: bool) -> No
         found = f"it holds {feature}"
         if bad:
             found = f"rows {bad} (data rows, counted from 0) hold {type(dataset[bad[0]][text]).__name__}"
-        raise ValueError(
+        raise DataFileError(
             f"{where}: column {text!r} must hold texts, but {found}. Choose the text column with "
             "--text_column_name, or store the texts as strings."
         )
     if dataset.data.column(text).null_count:
-        raise ValueError(
+        raise DataFileError(
             f"{where} has rows without a text in column {text!r}: rows {_rows_where(dataset, text)} (data rows, "
             f"counted from 0{'; an empty CSV cell is a missing text' if csv else ''}). "
             "Give those rows a text or remove them."
@@ -240,7 +257,7 @@ def _first_invalid_utf8(path: str, block_size: int = 1 << 20) -> tuple[int, int,
 
 def _hold_out(train: Dataset, percent: int) -> DatasetDict:
     if not 0 < percent < 100:
-        raise ValueError(f"--validation_split_percentage must be in (0, 100), got {percent}.")
+        raise DataFileError(f"--validation_split_percentage must be in (0, 100), got {percent}.")
     split = train.train_test_split(test_size=percent / 100, shuffle=True, seed=0)
     return DatasetDict({"train": split["train"], "validation": split["test"]})
 
@@ -249,15 +266,23 @@ def label_names(raw: DatasetDict, label_column: str) -> list:
     """The labels of the training data, sorted; validation labels must be among them."""
     train_labels = set(raw["train"].unique(label_column))
     if None in train_labels:
-        raise ValueError(f"The training data has rows without a label in column {label_column!r}.")
+        raise DataFileError(f"The training data has rows without a label in column {label_column!r}.")
     for split, dataset in raw.items():
         unseen = set(dataset.unique(label_column)) - train_labels
         if unseen:
-            raise ValueError(
+            raise DataFileError(
                 f"The {split} data has labels never seen in training: {sorted(map(str, unseen))}. "
                 "Remove those rows or add training examples for them."
             )
     return sorted(train_labels)
 
 
-__all__ = ["DATA_FORMATS", "DataArguments", "label_names", "load_texts", "read_data_file"]
+__all__ = [
+    "DATA_FORMATS",
+    "DataArguments",
+    "DataFileError",
+    "DataFileNotFoundError",
+    "label_names",
+    "load_texts",
+    "read_data_file",
+]

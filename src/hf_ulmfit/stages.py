@@ -29,6 +29,7 @@ from .cards import DEFAULT_LICENSE, dataset_names
 from .configuration_awd_lstm import AWDLSTMConfig, scaled_dropouts
 from .data import classification_collator, classification_dataset, language_model_stream, longest_first
 from .data_files import DataArguments, label_names, load_texts
+from .errors import UsageError
 from .metrics import compute_classification_metrics
 from .modeling_awd_lstm import AWDLSTMForCausalLM, AWDLSTMForSequenceClassification
 from .pretrained import resolve_model_name
@@ -241,7 +242,7 @@ def require_classifier(model_name_or_path: str) -> None:
     pipeline would label every text from a random one)."""
     architectures = AutoConfig.from_pretrained(model_name_or_path).architectures or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
-        raise ValueError(
+        raise UsageError(
             f"{model_name_or_path!r} holds a language model ({', '.join(architectures) or 'no head'}), not a "
             "trained classifier. Train one on it first: `hf-ulmfit train-classifier --model_name_or_path "
             f"{model_name_or_path} --train_file ... --output_dir CLASSIFIER`, then predict with CLASSIFIER."
