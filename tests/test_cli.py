@@ -206,3 +206,13 @@ def test_unseen_validation_labels_are_named(files):
     )
     with pytest.raises(ValueError, match=r"never seen in training: \['meh'\]"):
         label_names(load_texts(data, needs_labels=True), "sentiment")
+
+
+def test_stage_help_shows_its_own_flags_with_its_defaults():
+    short = run_ok("train-classifier", "--help").stdout
+    assert len(short.splitlines()) < 150
+    assert "--learning_rate (default: 0.01)" in short and "--gradual_unfreezing (default: True)" in short
+    assert "--variable_bptt" not in short and "--gradient_accumulation_steps" not in short  # LM-only, Trainer
+    assert "--help-all" in short
+    assert "--model_name_or_path (default: awd-lstm-wiki-en)" in run_ok("finetune-lm", "--help").stdout
+    assert "--gradient_accumulation_steps" in run_ok("train-classifier", "--help-all").stdout

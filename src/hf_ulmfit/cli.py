@@ -1,8 +1,8 @@
 """``hf-ulmfit``: the three stages of ULMFiT, prediction and a demo, from the command line.
 
 Arguments follow the transformers example scripts (``HfArgumentParser``): every ``TrainingArguments`` flag works,
-plus those of ``ModelArguments``, ``DataArguments`` and ``ULMFiTTrainingArguments``. Run
-``hf-ulmfit <command> --help`` for the full list.
+plus those of ``ModelArguments``, ``DataArguments`` and ``ULMFiTTrainingArguments``. ``hf-ulmfit <command> --help``
+shows the command's own flags with the defaults it uses; ``--help-all`` adds every ``TrainingArguments`` flag.
 """
 
 import argparse
@@ -10,6 +10,7 @@ import difflib
 import json
 import logging
 import sys
+import textwrap
 from dataclasses import dataclass, field
 
 import datasets
@@ -21,6 +22,38 @@ from .data_files import read_data_file
 from .errors import UsageError
 from .recipe import stage_defaults
 from .training_args import ULMFiTTrainingArguments
+
+# The flags `hf-ulmfit STAGE --help` shows, by group (`--help-all` shows every flag). Each stage's defaults are
+# the recipe's (hf_ulmfit.recipe).
+_MODEL = ["model_name_or_path", "tokenizer_name", "config_overrides", "dropout_multiplier", "license"]
+_DATA = ["train_file", "validation_file", "text_column_name", "validation_split_percentage",
+         "max_train_samples", "max_eval_samples", "preprocessing_num_workers", "dataset_name"]  # fmt: skip
+_TRAINING = ["output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+             "per_device_eval_batch_size", "weight_decay", "seed", "bf16", "eval_strategy", "save_strategy",
+             "save_steps", "logging_steps", "resume_from_checkpoint", "push_to_hub", "hub_model_id"]  # fmt: skip
+_ULMFIT = [
+    "discriminative_lr_factor",
+    "ulmfit_lr_scheduler",
+    "stlr_cut_frac",
+    "stlr_ratio",
+    "paper_adam_betas",
+]
+_LM = ["variable_bptt", "scale_lr_with_window", "shuffle_documents"]
+STAGE_HELP = {
+    "pretrain": {
+        "model": ["config_name", "vocab_size", *_MODEL[1:]],
+        "data": _DATA,
+        "training": _TRAINING,
+        "ULMFiT": [*_ULMFIT, *_LM],
+    },
+    "finetune-lm": {"model": _MODEL, "data": _DATA, "training": _TRAINING, "ULMFiT": [*_ULMFIT, *_LM]},
+    "train-classifier": {
+        "model": _MODEL,
+        "data": [*_DATA[:2], "label_column_name", *_DATA[2:]],
+        "training": _TRAINING,
+        "ULMFiT": [*_ULMFIT, "gradual_unfreezing", "unfreeze_every_n_epochs"],
+    },
+}
 
 TRAINING_COMMANDS = {
     "pretrain": (
@@ -110,7 +143,33 @@ def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
     dataclasses reject, raises ``UsageError``."""
     parser = _parser((stages.ModelArguments, stages.DataArguments, ULMFiTTrainingArguments), command)
     parser.set_defaults(**stage_defaults(command))
+    if "--help-all" in argv:
+        parser.print_help()
+        raise SystemExit(0)
+    if "-h" in argv or "--help" in argv:
+        print(stage_help(parser, command))
+        raise SystemExit(0)
     return _parse(parser, argv)
+
+
+def stage_help(parser: HfArgumentParser, command: str) -> str:
+    """The command's own flags, grouped, each with the default this stage uses."""
+    actions = {action.dest: action for action in parser._actions}
+    start = "--model_name_or_path LM " if command == "train-classifier" else ""
+    lines = [f"usage: {parser.prog} {start}--train_file FILE [FILE ...] --output_dir DIR [flags]", ""]
+    lines.append(TRAINING_COMMANDS[command][1])
+    for group, names in STAGE_HELP[command].items():
+        lines += ["", f"{group} flags:"]
+        for name in names:
+            action = actions[name]
+            default = "" if action.default in (None, argparse.SUPPRESS) else f" (default: {action.default})"
+            lines.append(f"  --{name}{default}")
+            lines += [f"      {line}" for line in textwrap.wrap((action.help or "").replace("%%", "%"), 96)]
+    lines += [
+        "",
+        f"Every transformers TrainingArguments flag works too: `{parser.prog} --help-all` lists them.",
+    ]
+    return "\n".join(lines)
 
 
 def _parser(dataclass_type, command: str) -> HfArgumentParser:

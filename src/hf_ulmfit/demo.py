@@ -9,7 +9,6 @@ from pathlib import Path
 from transformers import pipeline
 
 from . import stages
-from .training_args import ULMFiTTrainingArguments
 
 logger = logging.getLogger(__name__)
 
@@ -31,60 +30,39 @@ def run_demo(output_dir: str = "ulmfit-demo", seed: int = 42) -> dict[str, dict[
     root = Path(output_dir)
     results, started = {}, time.time()
 
-    def stage(name, run, model_args, data_args, **training):
+    def stage(name, run, **arguments):
+        """One stage with the recipe's defaults (hf_ulmfit.recipe) and the demo's own settings."""
         logger.info("===== %s =====", name)
-        args = ULMFiTTrainingArguments(
-            output_dir=str(root / name),
-            seed=seed,
-            save_strategy="no",
-            report_to="none",
-            logging_steps=20,
-            disable_tqdm=False,
-            dataloader_pin_memory=False,
-            **training,
-        )
-        results[name] = run(model_args, data_args, args)
+        demo = {"output_dir": str(root / name), "seed": seed, "save_strategy": "no", "logging_steps": 20}
+        results[name] = run(**demo, disable_tqdm=False, dataloader_pin_memory=False, **arguments)
         logger.info("%s done after %.0f s in total", name, time.time() - started)
 
     stage(
         "1-pretrain",
         stages.pretrain,
-        stages.ModelArguments(vocab_size=DEMO_VOCAB_SIZE, config_overrides=DEMO_MODEL),
-        stages.DataArguments(train_file=str(SAMPLES / "wikipedia.parquet"), validation_split_percentage=3),
-        num_train_epochs=1,
-        learning_rate=5e-3,
-        per_device_train_batch_size=64,
-        per_device_eval_batch_size=64,
-        discriminative_lr_factor=1.0,
-        weight_decay=0.01,
+        vocab_size=DEMO_VOCAB_SIZE,
+        config_overrides=DEMO_MODEL,
+        train_file=str(SAMPLES / "wikipedia.parquet"),
+        validation_split_percentage=3,
     )
     stage(
         "2-finetune-lm",
         stages.finetune_language_model,
-        stages.ModelArguments(model_name_or_path=str(root / "1-pretrain"), dropout_multiplier=0.5),
-        stages.DataArguments(
-            train_file=str(SAMPLES / "imdb_unlabelled.parquet"), validation_split_percentage=5
-        ),
+        model_name_or_path=str(root / "1-pretrain"),
+        dropout_multiplier=0.5,  # a small LM on little text
+        train_file=str(SAMPLES / "imdb_unlabelled.parquet"),
         num_train_epochs=1,
-        learning_rate=4e-3,
-        per_device_train_batch_size=64,
-        per_device_eval_batch_size=64,
-        weight_decay=0.01,
     )
     stage(
         "3-classifier",
         stages.train_classifier,
-        stages.ModelArguments(model_name_or_path=str(root / "2-finetune-lm"), dropout_multiplier=0.5),
-        stages.DataArguments(
-            train_file=str(SAMPLES / "imdb_train.parquet"), validation_file=str(SAMPLES / "imdb_test.parquet")
-        ),
+        model_name_or_path=str(root / "2-finetune-lm"),
+        dropout_multiplier=0.5,
+        train_file=str(SAMPLES / "imdb_train.parquet"),
+        validation_file=str(SAMPLES / "imdb_test.parquet"),
         num_train_epochs=4,
-        learning_rate=2e-2,
+        learning_rate=2e-2,  # the demo's small LM needs a higher rate than the paper's 1e-2
         per_device_train_batch_size=32,
-        per_device_eval_batch_size=64,
-        gradual_unfreezing=True,
-        eval_strategy="epoch",
-        weight_decay=0.01,
     )
 
     classify = pipeline("text-classification", model=str(root / "3-classifier"))
