@@ -10,19 +10,25 @@ a shipped model's name, and anything else (``owner/name``) is a Hub id for ``fro
 import os
 from pathlib import Path
 
+from .errors import UsageError
+
 PRETRAINED_ROOT = Path(__file__).parent / "pretrained"
 # The shipped models, by name. Their cards (README.md in each directory) say how each was trained.
 SHIPPED_MODELS = ("awd-lstm-wiki-en",)
 DEFAULT_LANGUAGE_MODEL = "awd-lstm-wiki-en"
 
 
+class ShippedModelMissingError(UsageError, FileNotFoundError):
+    """A shipped model's name whose directory is not in this installation."""
+
+
 def pretrained_path(name: str = DEFAULT_LANGUAGE_MODEL) -> str:
     """The directory of the shipped model ``name`` (e.g. ``"awd-lstm-wiki-en"``), for ``from_pretrained``."""
     if name not in SHIPPED_MODELS:
-        raise ValueError(f"No shipped model is called {name!r}; the package ships {list(SHIPPED_MODELS)}.")
+        raise UsageError(f"No shipped model is called {name!r}; the package ships {list(SHIPPED_MODELS)}.")
     path = PRETRAINED_ROOT / name
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
+        raise ShippedModelMissingError(
             f"The shipped model {name!r} is not in this installation ({path} holds no config.json): reinstall "
             "hf-ulmfit, or pass --model_name_or_path another language model (a directory or a Hub id)."
         )
