@@ -21,7 +21,7 @@ from hf_ulmfit.cli import parse_stage_arguments
 from hf_ulmfit.data_files import DataArguments, load_texts
 from hf_ulmfit.pretrained import PRETRAINED_ROOT, SHIPPED_MODELS, pretrained_path, resolve_model_name
 from hf_ulmfit.recipe import cpu_has_native_bf16, stage_defaults
-from hf_ulmfit.stages import finetune_language_model, stage_arguments, train_classifier
+from hf_ulmfit.stages import finetune_language_model, pretrain, stage_arguments, train_classifier
 
 QUICK = {
     "report_to": "none",
@@ -235,3 +235,22 @@ def test_predict_refuses_a_language_model(lm_dir):
 
     with pytest.raises(ValueError, match=rf"{lm_dir}' holds a language model .*hf-ulmfit train-classifier"):
         predict(str(lm_dir), ["A fine film."])
+
+
+def test_a_resumed_pretrain_keeps_the_tokenizer_of_its_checkpoint(tmp_path):
+    """Resuming trains no new tokenizer: the one saved in the checkpoint goes on (a new one, of another size
+    here, would not fit the checkpoint's embedding)."""
+    data = tmp_path / "general.txt"
+    data.write_text("\n".join(REVIEWS * 6) + "\n")
+    common = dict(
+        train_file=str(data),
+        output_dir=str(tmp_path / "lm"),
+        config_overrides="embedding_size=8,hidden_size=12,num_hidden_layers=2,bptt=8",
+        **{**QUICK, "save_strategy": "steps"},
+        save_steps=2,
+    )
+    pretrain(vocab_size=300, max_steps=2, **common)
+    first = AutoTokenizer.from_pretrained(tmp_path / "lm" / "checkpoint-2").get_vocab()
+    pretrain(vocab_size=280, max_steps=4, resume_from_checkpoint="true", **common)
+    assert AutoTokenizer.from_pretrained(tmp_path / "lm").get_vocab() == first
+    assert len(first) == 300  # a tokenizer trained anew would have 280
