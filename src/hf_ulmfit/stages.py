@@ -1,9 +1,11 @@
 """The three stages of ULMFiT (Howard & Ruder 2018, section 3), and prediction, as plain functions.
 
 Each stage takes the dataclasses the ``hf-ulmfit`` command line parses (``ModelArguments``, ``DataArguments``,
-``ULMFiTTrainingArguments``), trains with ``ULMFiTTrainer``, and leaves in ``output_dir`` what any transformers
-training script leaves: the model and tokenizer in HF format, ``train_results.json``, ``eval_results.json`` and
-``all_results.json``, and the trainer state. Python users call them directly; the CLI only parses arguments.
+``ULMFiTTrainingArguments``), or their fields as keyword arguments with the recipe's defaults
+(``hf_ulmfit.recipe``, the same as the command line's). It trains with ``ULMFiTTrainer`` and leaves in
+``output_dir`` what any transformers training script leaves: the model and tokenizer in HF format,
+``train_results.json``, ``eval_results.json`` and ``all_results.json``, and the trainer state. This module only
+orchestrates: data files are read by ``data_files``, shipped model names resolved by ``pretrained``.
 """
 
 import dataclasses
