@@ -40,8 +40,9 @@ DATA = REPO_ROOT / ".." / "shared" / "data"
 SLICE = REPO_ROOT / "tests" / "data" / "wikipedia_valid_slice.parquet"
 
 
-def stream_nll(model, tokenizer, texts: list[str], rows: int = 16) -> tuple[float, int]:
-    """Total next-token NLL (nats) and the number of predicted tokens, over the concatenated documents."""
+def perplexities(model, tokenizer, texts: list[str], words: int, rows: int = 16) -> dict[str, float]:
+    """Per-token and per-word perplexity of the concatenated documents (each with its <bos>), read as ``rows``
+    contiguous rows in windows of ``bptt`` with the state carried; per word scales the total NLL of all targets."""
     ids = torch.tensor([i for doc in tokenizer(texts)["input_ids"] for i in doc])
     length = (len(ids) - 1) // rows
     inputs = ids[: rows * length].view(rows, length)
@@ -58,17 +59,12 @@ def stream_nll(model, tokenizer, texts: list[str], rows: int = 16) -> tuple[floa
                 targets[:, start : start + bptt].reshape(-1),
                 reduction="sum",
             ).item()
-    return total, rows * length
-
-
-def perplexities(model, tokenizer, texts: list[str], words: int, rows: int) -> dict[str, float]:
-    total, predicted = stream_nll(model, tokenizer, texts, rows)
-    all_targets = sum(len(doc) for doc in tokenizer(texts)["input_ids"]) - 1
+    mean_nll, all_targets = total / (rows * length), len(ids) - 1
     return {
-        "tokens": all_targets + 1,
+        "tokens": len(ids),
         "words": words,
-        "ppl_token": math.exp(total / predicted),
-        "ppl_word": math.exp(total / predicted * all_targets / words),
+        "ppl_token": math.exp(mean_nll),
+        "ppl_word": math.exp(mean_nll * all_targets / words),
     }
 
 
@@ -101,11 +97,12 @@ def main(argv=None) -> None:
     tokens_seen = steps * rows * bptt * (0.95 + 0.05 / 2)
 
     valid = texts_of(args.data_dir / "wikipedia-en" / "valid.parquet")
+    valid_words = sum(len(text.split()) for text in valid)
     wikitext = texts_of(args.data_dir / "wikitext-2" / "test.parquet")
     slice_texts = texts_of(SLICE)
     measured = {}
     started = time.time()
-    measured["valid"] = perplexities(model, tokenizer, valid, sum(len(t.split()) for t in valid), args.rows)
+    measured["valid"] = perplexities(model, tokenizer, valid, valid_words, args.rows)
     # WikiText-2 as distributed: one line per row; its word count is the whitespace tokens plus one <eos> a line.
     wikitext_words = sum(len(line.split()) + 1 for line in wikitext)
     measured["wikitext2_test"] = perplexities(
@@ -123,9 +120,7 @@ def main(argv=None) -> None:
     tokenizer.save_pretrained(args.output_dir)
     shipped = AutoModelForCausalLM.from_pretrained(args.output_dir)
     assert shipped.dtype == torch.float32, shipped.dtype
-    measured["valid_fp16_stored"] = perplexities(
-        shipped, tokenizer, valid, sum(len(t.split()) for t in valid), args.rows
-    )
+    measured["valid_fp16_stored"] = perplexities(shipped, tokenizer, valid, valid_words, args.rows)
     measured["test_slice_fp16_stored"] = perplexities(
         shipped, tokenizer, slice_texts, sum(len(t.split()) for t in slice_texts), args.rows
     )
