@@ -54,15 +54,22 @@ def _build_backend() -> Tokenizer:
     # ignore_merges: a piece that is already a vocabulary entry (most words) is looked up directly instead of
     # being rebuilt merge by merge; same ids on IMDb, ~20% faster.
     tokenizer = Tokenizer(models.BPE(unk_token=UNK_TOKEN, byte_fallback=True, ignore_merges=True))
-    # `Prepend` marks the start of the text as a word start unconditionally, so leading spaces survive
-    # a decode/encode round trip (the decoder strips exactly this one marker again).
-    tokenizer.normalizer = normalizers.Sequence(
-        [normalizers.Replace(HTML_LINE_BREAK, "\n"), normalizers.Prepend(WORD_BOUNDARY)]
-    )
+    tokenizer.normalizer = normalizers.Replace(HTML_LINE_BREAK, "\n")
     # Spaces become the boundary marker and the text is split before each marker (newlines stay in pieces).
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="never")
+    # Nothing is prepended: a marker always stands for a space that is in the text, so the decoder turns every
+    # marker back into a space. Decoding is then exact for any slice of ids, not only for whole texts: the new
+    # tokens of a generated continuation decode to " is a ...", with the space that separates them from the
+    # prompt (GPT-2 does the same with its byte-level spaces).
+    # "<" is a piece of its own, so that no piece is ever the name of a byte token: the literal text "<0x41>" at
+    # the start of a text would otherwise be looked up as the byte 0x41 (ignore_merges, above).
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="never"),
+            pre_tokenizers.Split("<", behavior="isolated"),
+        ]
+    )
     tokenizer.decoder = decoders.Sequence(
-        [decoders.ByteFallback(), decoders.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="always")]
+        [decoders.ByteFallback(), decoders.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="never")]
     )
     return tokenizer
 
