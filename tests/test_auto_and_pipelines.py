@@ -183,13 +183,71 @@ def test_text_classification_pipeline_scores_are_the_models_softmax(saved):
     )
 
 
-def test_text_generation_pipeline_from_a_saved_directory(saved):
+GENERATION = {
+    "greedy": dict(do_sample=False),
+    "sampling": dict(do_sample=True, top_k=0),
+    "beam search": dict(do_sample=False, num_beams=3),
+}
+
+
+@pytest.mark.parametrize("search", GENERATION)
+def test_text_generation_pipeline_text_is_the_decoded_full_sequence(saved, search):
+    """The pipeline decodes only the new tokens and appends them to the prompt: that text must equal the decoded
+    whole sequence, spaces between prompt and continuation included."""
     dirs, tokenizer, lm, _ = saved
     generate = pipeline("text-generation", model=str(dirs["lm"]))
-    text = generate("A wonderful film", max_new_tokens=6, do_sample=False)[0]["generated_text"]
-    ids = tokenizer("A wonderful film", return_tensors="pt")["input_ids"]
-    expected = tokenizer.decode(
-        lm.generate(ids, max_new_tokens=6, do_sample=False)[0], skip_special_tokens=True
+    prompt, settings = "A wonderful film", dict(max_new_tokens=12, **GENERATION[search])
+    torch.manual_seed(0)
+    text = generate(prompt, **settings)[0]["generated_text"]
+    # The prompt without <bos>, as the pipeline tokenizes it.
+    ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    torch.manual_seed(0)
+    sequence = lm.generate(ids, attention_mask=torch.ones_like(ids), **settings)[0]
+    assert text == tokenizer.decode(sequence, skip_special_tokens=True)
+    assert text.startswith(prompt) and len(text) > len(prompt)
+
+
+def test_every_split_of_the_ids_decodes_to_the_two_halves_of_the_text(saved):
+    """What makes the pipeline's text right: decoding the ids after any split point gives exactly the text after
+    it, the space before a word included (the decoder adds and drops nothing)."""
+    _, tokenizer, _, _ = saved
+    text = "A wonderful film, truly. Not  a dull\nmoment: 10/10 <3"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    for split in range(len(ids) + 1):
+        head, tail = tokenizer.decode(ids[:split]), tokenizer.decode(ids[split:])
+        assert head + tail == text
+    assert tokenizer.decode(ids[1:]).startswith(" ")  # "A" is the first token: the rest starts with a space
+
+
+SILENT_TOKENIZER_LOAD = textwrap.dedent(
+    """
+    import sys
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    directory = sys.argv[1]
+    for tokenizer in (
+        PreTrainedTokenizerFast.from_pretrained(directory),
+        AutoTokenizer.from_pretrained(directory, trust_remote_code=True),
+    ):
+        print("IDS", tokenizer("A wonderful film")["input_ids"])
+    assert "hf_ulmfit" not in sys.modules
+    """
+)
+
+
+def test_tokenizer_loads_silently_in_a_process_without_the_package(saved, tmp_path):
+    """The two ways the README gives load the tokenizer with no prompt, warning or package import. (A plain
+    ``AutoTokenizer.from_pretrained(dir)`` asks about custom code: transformers 5 reads the model's config first.)"""
+    dirs, tokenizer, _, _ = saved
+    result = subprocess.run(
+        [sys.executable, "-c", SILENT_TOKENIZER_LOAD, str(dirs["lm"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"},
     )
-    assert text == expected
-    assert text.startswith("A wonderful film")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr == ""
+    expected = tokenizer("A wonderful film")["input_ids"]
+    assert result.stdout.splitlines() == [f"IDS {expected}"] * 2

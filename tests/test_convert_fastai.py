@@ -407,6 +407,31 @@ def test_cli_convert_fastai(tmp_path, vocab_file):
     assert isinstance(AWDLSTMForCausalLM.from_pretrained(tmp_path / "lm"), AWDLSTMForCausalLM)
 
 
+def test_backward_checkpoints_read_backwards_from_the_flag_or_a_bwd_file_name(tmp_path, vocab_file):
+    """fastai keeps the direction in its data, so the weights cannot tell: ``backwards`` (or a ``bwd`` name)
+    sets it, and the converted model then equals the forward conversion on the document reversed by hand."""
+    state = fastai_state_dict("classifier")
+    plain, named = save(state, tmp_path / "clas.pth"), save(state, tmp_path / "clas_bwd.pth")
+    forward, _ = convert_fastai_checkpoint(plain, vocab_file)
+    by_name, _ = convert_fastai_checkpoint(named, vocab_file)
+    by_flag, _ = convert_fastai_checkpoint(plain, vocab_file, backwards=True)
+    overridden, _ = convert_fastai_checkpoint(named, vocab_file, backwards=False)
+    assert [m.config.backwards for m in (forward, by_name, by_flag, overridden)] == [False, True, True, False]
+    generator = torch.Generator().manual_seed(0)
+    docs = [torch.randint(4, len(VOCAB), (n,), generator=generator) for n in DOC_LENGTHS]
+    ids = torch.nn.utils.rnn.pad_sequence(docs, batch_first=True, padding_value=1)
+    mask = (torch.arange(ids.size(1)) < torch.tensor(DOC_LENGTHS)[:, None]).long()
+    with torch.no_grad():
+        expected = torch.cat([forward(torch.tensor(doc.tolist()[::-1])[None]).logits for doc in docs])
+        torch.testing.assert_close(by_flag(ids, attention_mask=mask).logits, expected, atol=ATOL, rtol=0)
+    lm_file = save(fastai_state_dict("lm"), tmp_path / "lstm_bwd.pth")
+    assert convert_fastai_checkpoint(lm_file, vocab_file)[0].config.backwards is True
+    out = tmp_path / "cli"
+    args = ["convert-fastai", "--weights", str(plain), "--vocab", str(vocab_file), "--output_dir", str(out)]
+    assert cli_main([*args, "--backwards"]) == 0
+    assert AWDLSTMForSequenceClassification.from_pretrained(out).config.backwards is True
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The tokenizer
 
@@ -510,6 +535,25 @@ def test_classifier_parity(fastai_dir, tmp_path, name):
         mask = (torch.arange(ids.size(1)) < torch.tensor(DOC_LENGTHS)[:, None]).long()
         logits = model(ids, attention_mask=mask).logits
     torch.testing.assert_close(logits, torch.stack(reference["logits"]), atol=ATOL, rtol=0)
+
+
+def test_backward_classifier_parity(fastai_dir, tmp_path):
+    """A fastai classifier trained with backwards=True data is fastai's model applied to each document flipped:
+    converted with backwards=True, ours takes the document as written (fastai's input flipped back)."""
+    convert_fastai_checkpoint(
+        fastai_dir / "clas.pth",
+        fastai_dir / "vocab.json",
+        tmp_path,
+        bptt=BPTT,
+        max_len=MAX_LEN,
+        backwards=True,
+    )
+    model = AWDLSTMForSequenceClassification.from_pretrained(tmp_path).eval()
+    assert model.config.backwards is True
+    reference = torch.load(fastai_dir / "clas_out.pt")
+    with torch.no_grad():
+        for doc, expected in zip(reference["docs"], reference["logits"]):
+            torch.testing.assert_close(model(doc.flip(0)[None]).logits[0], expected, atol=ATOL, rtol=0)
 
 
 def test_classifier_encoder_as_language_model(fastai_dir, tmp_path):

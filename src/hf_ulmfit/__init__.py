@@ -64,6 +64,7 @@ _TRAINING_EXPORTS = {
     "export_onnx_language_model_step": ".export",
     "OnnxClassifier": ".export",
     "convert_fastai_checkpoint": ".convert_fastai",
+    "combine_bidirectional": ".bidirectional",
     "build_fastai_tokenizer": ".tokenization_fastai",
 }
 

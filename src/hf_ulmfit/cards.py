@@ -278,6 +278,7 @@ def training_summary(args: Any, state: Any = None) -> dict[str, Any]:
         if getattr(args, "ulmfit_lr_scheduler", None) == "stlr"
         else args.lr_scheduler_type,
         "gradual unfreezing": getattr(args, "gradual_unfreezing", None),
+        "encoder frozen (head only)": True if getattr(args, "freeze_encoder", False) else None,
         "batch size": args.per_device_train_batch_size,
         "optimizer steps": getattr(state, "global_step", None),
         "seed": args.seed,

@@ -3,6 +3,9 @@
 Arguments follow the transformers example scripts (``HfArgumentParser``): every ``TrainingArguments`` flag works,
 plus those of ``ModelArguments``, ``DataArguments`` and ``ULMFiTTrainingArguments``. ``hf-ulmfit <command> --help``
 shows the command's own flags with the defaults it uses; ``--help-all`` adds every ``TrainingArguments`` flag.
+
+The training stack (the stages, the Trainer, ``datasets``) is imported only when a command needs it, so that
+``hf-ulmfit --help`` and a mistyped command answer without loading it.
 """
 
 import argparse
@@ -12,20 +15,17 @@ import logging
 import sys
 import textwrap
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import datasets
-import transformers
-from transformers import HfArgumentParser
-
-from . import stages
-from .data_files import read_data_file
 from .errors import UsageError
-from .recipe import stage_defaults
-from .training_args import ULMFiTTrainingArguments
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 # The flags `hf-ulmfit STAGE --help` shows, by group (`--help-all` shows every flag). Each stage's defaults are
 # the recipe's (hf_ulmfit.recipe).
-_MODEL = ["model_name_or_path", "tokenizer_name", "config_overrides", "dropout_multiplier", "license"]
+_MODEL = ["model_name_or_path", "tokenizer_name", "config_overrides", "dropout_multiplier", "license",
+          "backwards"]  # fmt: skip
 _DATA = ["train_file", "validation_file", "text_column_name", "validation_split_percentage",
          "max_train_samples", "max_eval_samples", "preprocessing_num_workers", "dataset_name"]  # fmt: skip
 _TRAINING = ["output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
@@ -51,17 +51,15 @@ STAGE_HELP = {
         "model": _MODEL,
         "data": [*_DATA[:2], "label_column_name", *_DATA[2:]],
         "training": _TRAINING,
-        "ULMFiT": [*_ULMFIT, "gradual_unfreezing", "unfreeze_every_n_epochs"],
+        "ULMFiT": [*_ULMFIT, "gradual_unfreezing", "unfreeze_every_n_epochs", "freeze_encoder"],
     },
 }
 
+# Each training command: the function of hf_ulmfit.stages that runs it, and its one-line description.
 TRAINING_COMMANDS = {
-    "pretrain": (
-        stages.pretrain,
-        "Stage 1: train a tokenizer and an AWD-LSTM LM from scratch on general text.",
-    ),
-    "finetune-lm": (stages.finetune_language_model, "Stage 2: fine-tune the LM on the target task's texts."),
-    "train-classifier": (stages.train_classifier, "Stage 3: train the classifier with gradual unfreezing."),
+    "pretrain": ("pretrain", "Stage 1: train a tokenizer and an AWD-LSTM LM from scratch on general text."),
+    "finetune-lm": ("finetune_language_model", "Stage 2: fine-tune the LM on the target task's texts."),
+    "train-classifier": ("train_classifier", "Stage 3: train the classifier with gradual unfreezing."),
 }
 
 
@@ -96,11 +94,29 @@ class ConvertFastaiArguments:
         default=None,
         metadata={"help": "lm or classifier (default: as detected).", "choices": ["lm", "classifier"]},
     )
+    backwards: bool | None = field(
+        default=None,
+        metadata={
+            "nargs": "?",  # `--backwards` alone means true
+            "const": True,
+            "help": "The model was trained on reversed texts (fastai backwards=True); the weights cannot tell. "
+            "Default: true when the file name contains 'bwd' (lstm_bwd.pth), else false.",
+        },
+    )
+
+
+@dataclass
+class CombineBidirectionalArguments:
+    forward_model_name_or_path: str = field(metadata={"help": "The forward classifier: directory or Hub id."})
+    backward_model_name_or_path: str = field(
+        metadata={"help": "The backward classifier (trained with --backwards), same labels and tokenizer."}
+    )
+    output_dir: str = field(metadata={"help": "Where to save the ensemble and its tokenizer."})
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = [*TRAINING_COMMANDS, "predict", "demo", "convert-fastai"]
+    commands = [*TRAINING_COMMANDS, "predict", "demo", "convert-fastai", "combine-bidirectional"]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         _print_usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -115,10 +131,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(command: str, rest: list[str]) -> None:
     if command in TRAINING_COMMANDS:
-        run_stage, _ = TRAINING_COMMANDS[command]
+        from . import stages
+
         arguments = parse_stage_arguments(command, rest)
         _set_up_logging()
-        run_stage(*arguments)
+        getattr(stages, TRAINING_COMMANDS[command][0])(*arguments)
     elif command == "predict":
         (args,) = _parse(_parser(PredictArguments, command), rest)
         _set_up_logging()
@@ -128,7 +145,17 @@ def _run(command: str, rest: list[str]) -> None:
 
         (args,) = _parse(_parser(ConvertFastaiArguments, command), rest)
         _set_up_logging()
-        convert_fastai_checkpoint(args.weights, args.vocab, args.output_dir, kind=args.kind)
+        convert_fastai_checkpoint(
+            args.weights, args.vocab, args.output_dir, kind=args.kind, backwards=args.backwards
+        )
+    elif command == "combine-bidirectional":
+        from .bidirectional import combine_bidirectional
+
+        (args,) = _parse(_parser(CombineBidirectionalArguments, command), rest)
+        _set_up_logging()
+        combine_bidirectional(
+            args.forward_model_name_or_path, args.backward_model_name_or_path, args.output_dir
+        )
     else:
         from .demo import run_demo
 
@@ -141,6 +168,10 @@ def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
     """The three argument dataclasses of a training command, from the recipe's defaults (``hf_ulmfit.recipe``,
     the same as ``stages.stage_arguments``) and ``argv``. An unknown or abbreviated flag, or a value the
     dataclasses reject, raises ``UsageError``."""
+    from . import stages
+    from .recipe import stage_defaults
+    from .training_args import ULMFiTTrainingArguments
+
     parser = _parser((stages.ModelArguments, stages.DataArguments, ULMFiTTrainingArguments), command)
     parser.set_defaults(**stage_defaults(command))
     if "--help-all" in argv:
@@ -149,10 +180,12 @@ def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
     if "-h" in argv or "--help" in argv:
         print(stage_help(parser, command))
         raise SystemExit(0)
+    if parser.parse_known_args(argv)[0].freeze_encoder:  # the recipe without gradual unfreezing
+        parser.set_defaults(**stage_defaults(command, freeze_encoder=True))
     return _parse(parser, argv)
 
 
-def stage_help(parser: HfArgumentParser, command: str) -> str:
+def stage_help(parser: "HfArgumentParser", command: str) -> str:
     """The command's own flags, grouped, each with the default this stage uses."""
     actions = {action.dest: action for action in parser._actions}
     start = "--model_name_or_path LM " if command == "train-classifier" else ""
@@ -172,7 +205,9 @@ def stage_help(parser: HfArgumentParser, command: str) -> str:
     return "\n".join(lines)
 
 
-def _parser(dataclass_type, command: str) -> HfArgumentParser:
+def _parser(dataclass_type, command: str) -> "HfArgumentParser":
+    from transformers import HfArgumentParser
+
     parser = HfArgumentParser(
         dataclass_type, allow_abbrev=False
     )  # --num_train_epoch is a mistake, not a flag
@@ -180,7 +215,7 @@ def _parser(dataclass_type, command: str) -> HfArgumentParser:
     return parser
 
 
-def _parse(parser: HfArgumentParser, argv: list[str]) -> tuple:
+def _parse(parser: "HfArgumentParser", argv: list[str]) -> tuple:
     """The dataclasses of ``argv``; unknown flags (with the closest known one) and rejected values are
     ``UsageError``s."""
     try:
@@ -203,6 +238,9 @@ def _parse(parser: HfArgumentParser, argv: list[str]) -> tuple:
 def _predict(args: PredictArguments) -> None:
     """One JSON line per text, in order: the text, its label and score. Texts from --input_file are checked by
     ``data_files.read_data_file`` (readable, UTF-8, every row a string), those from --text by ``stages.predict``."""
+    from . import stages
+    from .data_files import read_data_file
+
     if (args.input_file is None) == (args.text is None):
         raise UsageError("give either --input_file or --text.")
     if args.batch_size < 1:
@@ -221,6 +259,9 @@ def _predict(args: PredictArguments) -> None:
 
 
 def _set_up_logging() -> None:
+    import datasets
+    import transformers
+
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.set_verbosity_warning()
@@ -233,9 +274,14 @@ def _print_usage(unknown: str | None) -> None:
         sub.add_parser(name, help=help_text)
     sub.add_parser("predict", help="Classify texts with a trained classifier.")
     sub.add_parser(
-        "demo", help="All three stages on the small samples shipped with the package, then predict."
+        "demo",
+        help="Stages 2 and 3 from the shipped LM on the samples shipped with the package, then predict.",
     )
     sub.add_parser("convert-fastai", help="Convert a fastai AWD-LSTM checkpoint (LM or classifier).")
+    sub.add_parser(
+        "combine-bidirectional",
+        help="One model from a forward and a backward classifier: the paper's ensemble (section 3.4).",
+    )
     if unknown is not None:
         print(f"hf-ulmfit: unknown command {unknown!r}\n", file=sys.stderr)
     parser.print_help()

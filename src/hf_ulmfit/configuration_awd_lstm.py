@@ -51,6 +51,12 @@ class AWDLSTMConfig(PreTrainedConfig):
         max_len: the classifier pools over (at most) the last ``max_len`` tokens of a document.
         classifier_hidden_sizes: widths of the hidden layers of the classifier head (the paper uses one of 50).
         classifier_dropouts: dropout before each linear layer of the head (``len(classifier_hidden_sizes) + 1``).
+        backwards: the model reads every text right to left (ULMFiT section 3.4, "Bidirectional language
+            model"): each row's real tokens are reversed inside the model, whatever the padding, so texts are
+            passed as usual. A classifier inherits the direction of the language model it starts from.
+        bidirectional: a classifier that holds a second, backward encoder and head and averages the two
+            members' probabilities (the paper's forward + backward ensemble; built by
+            ``hf_ulmfit.combine_bidirectional``). The first member reads forwards, so ``backwards`` must be False.
 
     The two standard dropout settings are one call away: ``AWDLSTMConfig.for_language_model()`` and
     ``AWDLSTMConfig.for_classifier()``, each scaled by an optional ``dropout_multiplier``.
@@ -76,6 +82,8 @@ class AWDLSTMConfig(PreTrainedConfig):
     max_len: int = 1440
     classifier_hidden_sizes: list[int] = field(default_factory=lambda: [50])
     classifier_dropouts: list[float] = field(default_factory=lambda: [0.4, 0.1])
+    backwards: bool = False
+    bidirectional: bool = False
     tie_word_embeddings: bool = True
     pad_token_id: int | None = 1
     bos_token_id: int | None = 2
@@ -123,6 +131,14 @@ class AWDLSTMConfig(PreTrainedConfig):
                 "AWDLSTMConfig.classifier_dropouts needs one probability per linear layer of the head, i.e. "
                 f"len(classifier_hidden_sizes) + 1 = {len(self.classifier_hidden_sizes) + 1}, "
                 f"got {len(self.classifier_dropouts)}."
+            )
+        for name in ("backwards", "bidirectional"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"AWDLSTMConfig.{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.bidirectional and self.backwards:
+            raise ValueError(
+                "AWDLSTMConfig: a bidirectional classifier's first member reads forwards (its second member is "
+                "the backward one): set backwards=False with bidirectional=True."
             )
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             token_id = getattr(self, name)

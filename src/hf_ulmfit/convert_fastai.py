@@ -14,8 +14,11 @@ DropConnect copy of each hidden-to-hidden matrix lives and in how the classifier
 tensors and plain containers: weights load with ``torch.load(weights_only=True)`` and a vocabulary pickle with an
 unpickler that accepts lists of strings only.
 
-A backward language model (``lstm_bwd.pth``) converts like a forward one; it reads text backwards, so give it the
-token ids reversed (``input_ids.flip(-1)``), as fastai's ``backwards=True`` data does.
+A backward model (fastai's ``backwards=True`` data, or the ``lstm_bwd.pth`` release) has the same weights as a
+forward one: fastai keeps the direction in its data loaders, so the file cannot tell. ``backwards=True`` (CLI
+``--backwards``) sets ``AWDLSTMConfig.backwards``, and the converted model reverses each text itself, so it takes
+texts in their natural order. By default a file whose name contains ``bwd`` (``lstm_bwd.pth``, ``clas_bwd.pth``)
+is taken as backward, any other as forward; ``backwards=False`` (``--backwards false``) overrides that.
 """
 
 from __future__ import annotations
@@ -350,12 +353,24 @@ def build_model(
     return model.eval()
 
 
+def reads_backwards(weights: str | Path, backwards: bool | None) -> bool:
+    """The direction of a fastai checkpoint: ``backwards`` when given, else whether the file name contains
+    ``bwd`` (fastai's naming, e.g. ``lstm_bwd.pth``): the weights alone cannot tell."""
+    if backwards is not None:
+        return backwards
+    detected = "bwd" in Path(weights).name.lower()
+    if detected:
+        logger.info("%s is named as a backward model: converting with backwards=True.", Path(weights).name)
+    return detected
+
+
 def convert_fastai_checkpoint(
     weights: str | Path,
     vocab: str | Path,
     output_dir: str | Path | None = None,
     kind: str | None = None,
     labels: list[str] | None = None,
+    backwards: bool | None = None,
     **config_overrides,
 ) -> tuple[AWDLSTMPreTrainedModel, PreTrainedTokenizerFast]:
     """Converts a fastai checkpoint and its vocabulary into our model and a fastai-compatible tokenizer.
@@ -367,6 +382,8 @@ def convert_fastai_checkpoint(
         kind: ``"lm"`` or ``"classifier"``; by default the kind found in the checkpoint (``"lm"`` for an encoder).
         labels: class names of a classifier, in fastai's order (by default those of a ``[tokens, labels]``
             vocabulary, else ``LABEL_0``...).
+        backwards: whether fastai trained the model on reversed texts (``backwards=True`` data); by default
+            whether the file name contains ``bwd``. Sets ``AWDLSTMConfig.backwards``.
         config_overrides: other ``AWDLSTMConfig`` fields, e.g. ``bptt`` and ``max_len`` of a classifier (fastai's
             ``seq_len`` and ``max_len``; the defaults, 72 and 1440, are fastai's too).
 
@@ -377,6 +394,7 @@ def convert_fastai_checkpoint(
     check_fastai_vocab(itos)
     fastai_weights = read_fastai_weights(load_fastai_state_dict(weights))
     kind = resolve_kind(fastai_weights, kind)
+    config_overrides["backwards"] = reads_backwards(weights, backwards)
     model = build_model(fastai_weights, itos, kind, labels or vocab_labels, **config_overrides)
     tokenizer = build_fastai_tokenizer(itos)
     if output_dir is not None:
@@ -402,4 +420,5 @@ __all__ = [
     "load_fastai_state_dict",
     "load_fastai_vocab",
     "read_fastai_weights",
+    "reads_backwards",
 ]

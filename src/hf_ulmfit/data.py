@@ -107,6 +107,14 @@ class LanguageModelStream(Dataset):
     epoch (the first one included) from the same generator before the stream is cut into rows, so that the rows
     do not hold the same texts in the same order every epoch.
 
+    With ``backwards`` (for a model with ``AWDLSTMConfig.backwards``, ULMFiT section 3.4) the corpus is read right
+    to left: the rows and windows are cut from the reversed stream, so batch ``t + 1`` holds, in every row, the
+    text just *before* that of batch ``t`` and the carried state is again the right one. The direction is the
+    model's: a backward model reverses each window itself, so items stay in text order, each window flipped back
+    (``input_ids`` and ``shift_labels`` alike), and ``shift_labels[j]`` is the token just before ``input_ids[j]``,
+    the one a backward LM predicts there. Data and model thus reverse once each, never the same thing twice: the
+    data the order of the windows, the model the order within one.
+
     Args:
         tokens: a 1-D tensor of token ids, or tokenized documents (concatenated in order).
         batch_size: rows per batch, i.e. the batch size (per process) the dataset must be read with.
@@ -115,6 +123,7 @@ class LanguageModelStream(Dataset):
         seed: seed of the window lengths and of the document order.
         num_shards: number of processes reading the dataset together (``TrainingArguments.world_size``).
         shuffle_documents: reorder the documents every epoch; ``tokens`` must then be the documents.
+        backwards: read the stream right to left, for a backward model (see above).
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class LanguageModelStream(Dataset):
         seed: int = 0,
         num_shards: int = 1,
         shuffle_documents: bool = False,
+        backwards: bool = False,
     ):
         if batch_size < 1 or bptt < 1 or num_shards < 1:
             raise ValueError(
@@ -140,10 +150,11 @@ class LanguageModelStream(Dataset):
         self.bptt = bptt
         self.variable_bptt = variable_bptt
         self.seed = seed
+        self.backwards = backwards
         self.documents = list(tokens) if shuffle_documents else None
         if self.documents is None:  # one order for every epoch; shuffled documents are cut by set_epoch
             stream = tokens if isinstance(tokens, torch.Tensor) else concatenate_documents(tokens)
-            self.rows = split_into_rows(stream.long().flatten(), self.num_rows)
+            self.rows = self._cut_into_rows(stream.long().flatten())
         self.set_epoch(0)
 
     @property
@@ -162,11 +173,15 @@ class LanguageModelStream(Dataset):
         if self.documents is not None:
             order = rng.permutation(len(self.documents))
             stream = concatenate_documents([self.documents[index] for index in order])
-            self.rows = split_into_rows(stream, self.num_rows)
+            self.rows = self._cut_into_rows(stream)
         if self.variable_bptt:
             self.windows = variable_windows(self.num_positions, self.bptt, rng)
         else:
             self.windows = fixed_windows(self.num_positions, self.bptt)
+
+    def _cut_into_rows(self, stream: torch.Tensor) -> torch.Tensor:
+        """The rows of ``stream`` in reading order: the reversed stream for a backward model."""
+        return split_into_rows(stream.flip(0) if self.backwards else stream, self.num_rows)
 
     def __len__(self) -> int:
         return len(self.windows) * self.num_rows
@@ -176,7 +191,10 @@ class LanguageModelStream(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} items")
         start, length = self.windows[index // self.num_rows]
         row = self.rows[index % self.num_rows]
-        return {"input_ids": row[start : start + length], "shift_labels": row[start + 1 : start + length + 1]}
+        input_ids, shift_labels = row[start : start + length], row[start + 1 : start + length + 1]
+        if self.backwards:  # back to text order: the backward model reverses the window itself
+            input_ids, shift_labels = input_ids.flip(0), shift_labels.flip(0)
+        return {"input_ids": input_ids, "shift_labels": shift_labels}
 
 
 def tokenize_documents(
@@ -211,10 +229,12 @@ def language_model_stream(
     num_proc: int | None = None,
     num_shards: int = 1,
     shuffle_documents: bool = False,
+    backwards: bool = False,
 ) -> LanguageModelStream:
     """LM-stage dataset from raw texts: tokenize, concatenate (in order, or in a new order every epoch with
     ``shuffle_documents``), cut into ``batch_size * num_shards`` rows (``num_shards``: the number of processes,
-    see ``LanguageModelStream``)."""
+    see ``LanguageModelStream``), read right to left with ``backwards`` (pass the model's
+    ``config.backwards``)."""
     tokenized = tokenize_documents(dataset, tokenizer, text_column=text_column, num_proc=num_proc)
     tokens, lengths = _flat_column(tokenized, "input_ids")
     stream = torch.from_numpy(tokens.astype(np.int64))
@@ -226,6 +246,7 @@ def language_model_stream(
         seed=seed,
         num_shards=num_shards,
         shuffle_documents=shuffle_documents,
+        backwards=backwards,
     )
 
 

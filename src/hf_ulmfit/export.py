@@ -345,6 +345,12 @@ def export_onnx_classifier(
     """Writes ``classifier_step.onnx``, ``classifier_head.onnx`` and ``onnx_config.json`` (and the tokenizer,
     when given) into ``directory``, for ``OnnxClassifier``. Batch size and chunk length are dynamic. Returns the
     paths by name ("step", "head", "config"). ``exporter``: see the module docstring."""
+    if model.config.backwards or model.config.bidirectional:
+        raise ValueError(
+            "ONNX export covers forward classifiers only: OnnxClassifier feeds each document left to right, and "
+            "this model reads backwards (config.backwards) or is a bidirectional ensemble. Run it in PyTorch "
+            "(quantize_for_cpu works), or export a forward classifier."
+        )
     directory = Path(directory)
     model = copy.deepcopy(model).float().eval()
     widths, batch, chunk = _layer_widths(model.config), 2, min(model.config.bptt, 3)

@@ -47,11 +47,16 @@ State = tuple[LayerState, ...]
 @dataclass
 class AWDLSTMModelOutput(ModelOutput):
     """
+    pooler_output: (batch, 3*embedding_size) the document vector of each row, [last, max, mean] of
+        ``last_hidden_state`` over the row's last ``config.max_len`` real tokens (``AWDLSTMModel.forward``);
+        ``None`` with ``output_pooled=False``. It is the first field, so ``outputs[0]`` (what
+        ``pipeline("feature-extraction")`` returns) is the document vector.
     last_hidden_state: (batch, seq_len, embedding_size) output of the last LSTM layer, before output dropout.
     cache: the recurrent state after the last real token of every row; feed it back to continue the stream.
     hidden_states: the embedded input and every layer's output, when ``output_hidden_states=True``.
     """
 
+    pooler_output: torch.Tensor | None = None
     last_hidden_state: torch.Tensor | None = None
     cache: State | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
@@ -183,6 +188,40 @@ def restore_positions(aligned: torch.Tensor, order: torch.Tensor) -> torch.Tenso
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Direction: a backward model (config.backwards) reads each text right to left.
+
+
+def reverse_real_tokens(
+    input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reverses the order of each row's real tokens (mask 1), in place of each other: padding stays where it is,
+    on the left, the right or scattered, and rows of any length are reversed on their own length.
+
+    ULMFiT section 3.4 ("Bidirectional language model") trains a backward LM and classifier besides the forward
+    ones and averages the two classifiers' predictions. A backward model applies this at its entry, so it is fed
+    texts in their natural order like a forward one. Returns the reversed ids and the gather index (position j of
+    row b now holds the token of position index[b, j]); the permutation is its own inverse, so the same index
+    puts the outputs (``reverse_positions``) back at their tokens' positions."""
+    batch_size, seq_len = input_ids.shape
+    positions = torch.arange(seq_len, device=input_ids.device).expand(batch_size, seq_len)
+    if attention_mask is None or bool(attention_mask.all()):
+        index = positions.flip(1)
+    else:
+        real = attention_mask != 0  # (batch, seq_len)
+        _, lengths, order = left_align(input_ids, attention_mask)  # order[b, k]: position of real token k
+        rank = real.long().cumsum(dim=1) - 1  # rank of each real position among its row's real tokens
+        mirrored = (lengths.unsqueeze(1) - 1 - rank).clamp(min=0)  # the rank it swaps with
+        index = torch.where(real, order.gather(1, mirrored), positions)
+    return input_ids.gather(1, index), index
+
+
+def reverse_positions(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Applies ``reverse_real_tokens``'s permutation to a (batch, seq_len, ...) tensor."""
+    expanded = index.view(*index.shape, *([1] * (values.dim() - 2))).expand_as(values)
+    return values.gather(1, expanded)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The models
 
 
@@ -244,7 +283,8 @@ class AWDLSTMModel(AWDLSTMPreTrainedModel):
     one as wide as the embedding, so a decoder can be tied to it), with the dropouts of AWD-LSTM."""
 
     _auto_class = "AutoModel"
-    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]  # an LM checkpoint loads as the bare encoder
+    # An LM or a classifier checkpoint loads as the bare encoder (feature extraction) without a load report.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\.", r"^head\."]
 
     def __init__(self, config: AWDLSTMConfig):
         super().__init__(config)
@@ -287,6 +327,7 @@ class AWDLSTMModel(AWDLSTMPreTrainedModel):
         output_hidden_states: bool | None = None,
         use_cache: bool | None = True,
         token_type_ids: torch.Tensor | None = None,  # accepted for tokenizer compatibility, unused
+        output_pooled: bool = True,
     ) -> AWDLSTMModelOutput:
         """
         input_ids: (batch, seq_len). attention_mask: (batch, seq_len), 1 for real tokens; padding may be
@@ -294,19 +335,47 @@ class AWDLSTMModel(AWDLSTMPreTrainedModel):
         each row's last real token and their outputs are zeros. cache: the state returned by a previous call, to
         continue the same streams; ``None`` starts from zeros. Feeding a sequence in pieces with the state carried
         over gives the same outputs as feeding it whole.
+
+        With ``config.backwards`` each row's real tokens are read right to left (``reverse_real_tokens``) and the
+        outputs are put back at their tokens' positions: position t then summarises tokens t to the row's end, and
+        the state that comes out is the one after the row's first real token. A stream read backwards is thus
+        continued by feeding the text that comes before it.
+
+        output_pooled: also return ``pooler_output``, each row's document vector: ULMFiT's concat pooling
+        [last, max, mean] of the outputs over the row's last ``config.max_len`` real tokens, in reading order
+        (a backward model: over the first ``max_len`` tokens of the text, its last output the one at the first
+        token). For a document this is the vector ``AWDLSTMForSequenceClassification.pool_document`` feeds its
+        head (BPT3C), to float rounding (within 1e-5): encoding in ``bptt`` chunks with the state carried over
+        equals encoding whole. Padding on either side is left out, so a document gets the same vector alone or
+        in a batch. With a ``cache`` (a stream continued) only this call's tokens are pooled; a row without a
+        real token gets zeros. The whole input is encoded in one pass, so memory grows with its length (the
+        classifier's ``pool_document`` keeps it to ``max_len``). ``AWDLSTMForCausalLM`` passes False: language
+        modelling and generation do not compute it.
         """
         check_input_ids(input_ids, self.embed_tokens.num_embeddings)
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         state = cache if cache is not None else self.initial_state(input_ids.size(0))
+        if self.config.backwards:
+            input_ids, reversal = reverse_real_tokens(input_ids, attention_mask)
+        pooled = None
         if attention_mask is None or bool(attention_mask.all()):
             outputs, state, hidden_states = self.encode(input_ids, state)
+            if output_pooled:
+                lengths = torch.full((input_ids.size(0),), input_ids.size(1), device=input_ids.device)
+                pooled = concat_pool(outputs, lengths, self.config.max_len)
         else:
             aligned_ids, lengths, order = left_align(input_ids, attention_mask)
             outputs, state, hidden_states = self.encode(aligned_ids, state, lengths)
+            if output_pooled:  # over the left-aligned outputs, in reading order
+                pooled = concat_pool(outputs, lengths, self.config.max_len)
             outputs = restore_positions(outputs, order)
             hidden_states = tuple(restore_positions(h, order) for h in hidden_states)
+        if self.config.backwards:  # outputs back at the positions of the tokens they were read at
+            outputs = reverse_positions(outputs, reversal)
+            hidden_states = tuple(reverse_positions(h, reversal) for h in hidden_states)
         return AWDLSTMModelOutput(
+            pooler_output=pooled,
             last_hidden_state=outputs,
             cache=state if use_cache else None,
             hidden_states=hidden_states if output_hidden_states else None,
@@ -399,13 +468,21 @@ class AWDLSTMForCausalLM(AWDLSTMPreTrainedModel, GenerationMixin):
         labels: (batch, seq_len) ids, shifted inside (position t predicts labels[t+1]); -100 is ignored.
         shift_labels: (batch, seq_len) targets already aligned with the inputs (position t predicts
             shift_labels[t]), as BPTT streams provide so that no window loses its last prediction.
+
+        A backward LM (``config.backwards``) predicts each token from the tokens after it: its logits stay at the
+        positions of the tokens read, so position t predicts the token at t - 1, and ``labels`` are shifted that
+        way (``previous_token_targets``). ``shift_labels`` are used as given: a backward ``LanguageModelStream``
+        aligns them so.
         """
+        if labels is not None and shift_labels is None and self.config.backwards:
+            shift_labels = previous_token_targets(labels, attention_mask)
         encoded = self.awd_lstm(
             input_ids,
             attention_mask=attention_mask,
             cache=cache,
             output_hidden_states=output_hidden_states,
             use_cache=use_cache,
+            output_pooled=False,  # no document vector for language modelling and generation
         )
         raw = encoded.last_hidden_state  # (batch, seq_len, embedding_size)
         dropped = self.output_dropout(raw)
@@ -440,6 +517,22 @@ class AWDLSTMForCausalLM(AWDLSTMPreTrainedModel, GenerationMixin):
     def _supports_default_dynamic_cache(cls) -> bool:
         return False  # the state is a tuple of (h, c), not a key/value cache
 
+    def generate(self, *args, **kwargs):
+        """``GenerationMixin.generate``; a backward LM refuses (``check_can_generate``)."""
+        self.check_can_generate()
+        return super().generate(*args, **kwargs)
+
+    def check_can_generate(self) -> None:
+        """Raises ``ValueError`` for a backward LM: ``generate`` appends tokens on the right of the prompt, but a
+        backward LM reads right to left and predicts the token *before* its input, so its next-token outputs
+        continue nothing."""
+        if self.config.backwards:
+            raise ValueError(
+                "This language model reads text backwards (config.backwards=True): it predicts the token before "
+                "its input, so generate() cannot continue a prompt to the right. Generate with a forward LM; a "
+                "backward LM is for scoring text and for training a backward classifier (ULMFiT section 3.4)."
+            )
+
     def prepare_inputs_for_generation(
         self,
         input_ids: torch.LongTensor,
@@ -449,6 +542,7 @@ class AWDLSTMForCausalLM(AWDLSTMPreTrainedModel, GenerationMixin):
         next_sequence_length: int | None = None,
         **kwargs,
     ) -> dict:
+        self.check_can_generate()
         if cache is not None:
             # The state already holds the prefix (its padding skipped): feed only the new tokens, all real.
             input_ids = input_ids[:, -(next_sequence_length or 1) :]
@@ -463,6 +557,17 @@ class AWDLSTMForCausalLM(AWDLSTMPreTrainedModel, GenerationMixin):
     def _reorder_cache(self, cache: State, beam_idx: torch.LongTensor) -> State:
         """Beam search: keep the states of the surviving beams."""
         return tuple((h.index_select(0, beam_idx), c.index_select(0, beam_idx)) for h, c in cache)
+
+
+def previous_token_targets(labels: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """A backward LM's targets from unshifted ``labels``: position t predicts labels[t - 1]. The first position,
+    and positions next to padding (attention_mask 0), get -100 (ignored). (batch, seq_len) -> (batch, seq_len)."""
+    targets = F.pad(labels[:, :-1], (1, 0), value=-100)
+    if attention_mask is not None:
+        real = attention_mask != 0
+        both_real = real & F.pad(real[:, :-1], (1, 0), value=False)
+        targets = targets.masked_fill(~both_real, -100)
+    return targets
 
 
 class ConcatPoolingHead(nn.Module):
@@ -494,10 +599,31 @@ class ConcatPoolingHead(nn.Module):
         return x
 
 
+def ensemble_logits(forward: torch.Tensor, backward: torch.Tensor, config: AWDLSTMConfig) -> torch.Tensor:
+    """The logits of a forward + backward ensemble (ULMFiT section 3.4 averages the two classifiers'
+    predictions): whatever the pipeline applies to them (softmax, sigmoid or nothing, as ``problem_type`` and
+    ``num_labels`` say) gives the mean of what it gives for the two members. Computed in log space, so confident
+    members do not overflow. (batch, num_labels) each -> (batch, num_labels)."""
+    both = torch.stack([forward, backward])  # (2, batch, num_labels)
+    log_half = math.log(2.0)
+    if config.problem_type == "regression":
+        return both.mean(dim=0)
+    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        log_p = torch.logsumexp(F.logsigmoid(both), dim=0) - log_half  # log of the mean sigmoid
+        log_not_p = torch.logsumexp(F.logsigmoid(-both), dim=0) - log_half  # log of 1 - that mean
+        return log_p - log_not_p
+    return torch.logsumexp(both.log_softmax(dim=-1), dim=0) - log_half  # log of the mean softmax
+
+
 class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
     """ULMFiT's text classifier: the document is encoded with BPT3C and the last ``max_len`` positions are
     concat-pooled into a BatchNorm-Dropout-Linear head. ``problem_type`` selects single-label, multi-label or
-    regression losses as in every transformers classifier."""
+    regression losses as in every transformers classifier.
+
+    With ``config.backwards`` the document is read right to left (``reverse_real_tokens``). With
+    ``config.bidirectional`` the model is ULMFiT's forward + backward ensemble (section 3.4): ``awd_lstm`` and
+    ``head`` are the forward member, ``backward_awd_lstm`` and ``backward_head`` the backward one, and the logits
+    are those of the mean of the two members' probabilities (``ensemble_logits``)."""
 
     _auto_class = "AutoModelForSequenceClassification"
     # A language-model checkpoint loads into the classifier: its decoder is not needed here.
@@ -508,15 +634,28 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
         self.num_labels = config.num_labels
         self.awd_lstm = AWDLSTMModel(config)
         self.head = ConcatPoolingHead(config)
+        if config.bidirectional:
+            self.backward_awd_lstm = AWDLSTMModel(config)
+            self.backward_head = ConcatPoolingHead(config)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.awd_lstm.embed_tokens
 
     @property
+    def members(self) -> list[tuple[AWDLSTMModel, ConcatPoolingHead, bool]]:
+        """(encoder, head, reads backwards) of each member: one, or the forward and the backward one."""
+        members = [(self.awd_lstm, self.head, self.config.backwards)]
+        if self.config.bidirectional:
+            members.append((self.backward_awd_lstm, self.backward_head, True))
+        return members
+
+    @property
     def layer_groups(self) -> list[nn.ModuleList]:
-        """ULMFiT's layer groups for the classifier, bottom to top: [embedding, LSTM 0, ..., LSTM n-1, head]."""
-        return [*self.awd_lstm.layer_groups, nn.ModuleList([self.head])]
+        """ULMFiT's layer groups for the classifier, bottom to top: [embedding, LSTM 0, ..., LSTM n-1, head]; each
+        group holds that layer of every member."""
+        groups = [[*encoder.layer_groups, nn.ModuleList([head])] for encoder, head, _ in self.members]
+        return [nn.ModuleList([module for group in layer for module in group]) for layer in zip(*groups)]
 
     @can_return_tuple
     def forward(
@@ -529,24 +668,30 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
         """input_ids, attention_mask: (batch, seq_len), padding on either side. labels: (batch,) class ids,
         (batch, num_labels) multi-hot, or (batch,) floats for regression."""
         check_input_ids(input_ids, self.awd_lstm.embed_tokens.num_embeddings)
-        if attention_mask is None or bool(attention_mask.all()):  # no padding: no copies of a long document
-            aligned_ids = input_ids
-            lengths = torch.full((input_ids.size(0),), input_ids.size(1), device=input_ids.device)
-        else:
-            aligned_ids, lengths, _ = left_align(input_ids, attention_mask)
-        if bool((lengths == 0).any()):
-            raise ValueError(
-                "Every sequence needs at least one real token (attention_mask 1); encode texts with the model's "
-                "tokenizer, which starts every sequence with the <bos> token."
-            )
-        pooled = self.pool_document(aligned_ids, lengths)
-        logits = self.head(pooled)
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        member_logits = []
+        for encoder, head, backwards in self.members:
+            ids = reverse_real_tokens(input_ids, attention_mask)[0] if backwards else input_ids
+            if padded:
+                aligned_ids, lengths, _ = left_align(ids, attention_mask)
+            else:  # no padding: no copies of a long document
+                aligned_ids = ids
+                lengths = torch.full((ids.size(0),), ids.size(1), device=ids.device)
+            if bool((lengths == 0).any()):
+                raise ValueError(
+                    "Every sequence needs at least one real token (attention_mask 1); encode texts with the "
+                    "model's tokenizer, which starts every sequence with the <bos> token."
+                )
+            member_logits.append(head(self.pool_document(aligned_ids, lengths, encoder)))
+        logits = member_logits[0] if len(member_logits) == 1 else ensemble_logits(*member_logits, self.config)
         loss = None
         if labels is not None:
             loss = self.loss_function(labels=labels, pooled_logits=logits, config=self.config)
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
-    def pool_document(self, input_ids: torch.LongTensor, lengths: torch.Tensor) -> torch.Tensor:
+    def pool_document(
+        self, input_ids: torch.LongTensor, lengths: torch.Tensor, encoder: AWDLSTMModel | None = None
+    ) -> torch.Tensor:
         """BPT3C (section 3.3): encode right-padded documents in ``bptt``-sized chunks, each chunk starting from
         the state the previous one ended in, and concat-pool [last, max, mean] over each document's last
         ``max_len`` real tokens. Chunks before every document's pooling window run without autograd, so memory
@@ -554,18 +699,20 @@ class AWDLSTMForSequenceClassification(AWDLSTMPreTrainedModel):
 
         Every chunk boundary is at the same absolute position whatever the batch, so a document gets the same
         vector alone or batched with documents of any lengths. Documents that have ended drop out of later
-        chunks, so padding costs no LSTM work. input_ids: (batch, seq_len) -> (batch, 3*emb)."""
-        bptt, max_len = self.config.bptt, self.config.max_len
-        window_start = (lengths - max_len).clamp(min=0)  # (batch,) first pooled position
-        pooling = ConcatPooling(lengths, window_start)
-        state = self.awd_lstm.initial_state(input_ids.size(0))
+        chunks, so padding costs no LSTM work. ``encoder``: the member's encoder (default: ``awd_lstm``).
+        input_ids: (batch, seq_len) -> (batch, 3*emb)."""
+        encoder = self.awd_lstm if encoder is None else encoder
+        bptt = self.config.bptt
+        pooling = ConcatPooling.over_last(lengths, self.config.max_len)
+        window_start = pooling.window_start  # (batch,) first pooled position
+        state = encoder.initial_state(input_ids.size(0))
         for start in range(0, int(lengths.max()), bptt):
             rows = (lengths > start).nonzero().squeeze(1)  # documents with real tokens in this chunk
             chunk = input_ids[rows, start : start + bptt]
             pooled_here = bool(((start + chunk.size(1) > window_start) & (start < lengths)).any())
             with torch.set_grad_enabled(torch.is_grad_enabled() and pooled_here):
                 # Positions past a row's end are padding: their outputs are computed but never pooled.
-                outputs, rows_state, _ = self.awd_lstm.encode(chunk, select_rows(state, rows))
+                outputs, rows_state, _ = encoder.encode(chunk, select_rows(state, rows))
             state = replace_rows(state, rows, rows_state)
             if pooled_here:
                 pooling.update(expand_rows(outputs, rows, input_ids.size(0)), start)
@@ -597,11 +744,19 @@ def expand_rows(outputs: torch.Tensor, rows: torch.Tensor, batch_size: int) -> t
 
 
 class ConcatPooling:
-    """Running [last, max, mean] pooling over positions [window_start, length) of each row, fed chunk by chunk."""
+    """Running [last, max, mean] pooling over positions [window_start, length) of each row, fed chunk by chunk.
+
+    The one implementation of ULMFiT's concat pooling: the classifier's BPT3C (``pool_document``), the encoder's
+    document vector (``concat_pool``) and the ONNX export all run it."""
 
     def __init__(self, lengths: torch.Tensor, window_start: torch.Tensor):
         self.lengths, self.window_start = lengths, window_start
         self.last = self.max = self.sum = None
+
+    @classmethod
+    def over_last(cls, lengths: torch.Tensor, max_len: int) -> "ConcatPooling":
+        """The pooling window of BPT3C: each row's last ``max_len`` real tokens (all of a shorter row)."""
+        return cls(lengths, (lengths - max_len).clamp(min=0))
 
     def update(self, outputs: torch.Tensor, start: int) -> None:  # outputs: (batch, chunk_len, features)
         positions = torch.arange(start, start + outputs.size(1), device=outputs.device)
@@ -622,6 +777,15 @@ class ConcatPooling:
     def result(self) -> torch.Tensor:  # (batch, 3*features)
         count = (self.lengths - self.window_start).clamp(min=1).unsqueeze(-1).to(self.sum.dtype)
         return torch.cat([self.last, self.max, self.sum / count], dim=-1)
+
+
+def concat_pool(outputs: torch.Tensor, lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """ULMFiT's document vector from the outputs of a whole input at once: ``ConcatPooling`` over each row's last
+    ``max_len`` real tokens. outputs: (batch, seq_len, features), right-padded, ``lengths`` real tokens per row
+    -> (batch, 3*features); a row without a real token gets zeros."""
+    pooling = ConcatPooling.over_last(lengths, max_len)
+    pooling.update(outputs, 0)
+    return torch.where((lengths > 0).unsqueeze(-1), pooling.result(), 0.0)
 
 
 __all__ = [

@@ -71,12 +71,18 @@ def bf16_by_default() -> bool:
     return not torch.cuda.is_available() and cpu_has_native_bf16()
 
 
-def stage_defaults(stage: str) -> dict:
+def stage_defaults(stage: str, freeze_encoder: bool = False) -> dict:
     """The recipe's value of every argument a stage sets (fields of ``ModelArguments``, ``DataArguments`` and
-    ``ULMFiTTrainingArguments``); what is not listed keeps its dataclass default."""
+    ``ULMFiTTrainingArguments``); what is not listed keeps its dataclass default.
+
+    ``freeze_encoder``: the defaults of a run that trains the classifier's head only, which leave gradual
+    unfreezing out (there is nothing to unfreeze; a ``gradual_unfreezing`` asked for explicitly on top of them
+    is an error of ``ULMFiTTrainingArguments``)."""
     if stage not in _STAGES:
         raise ValueError(f"Unknown stage {stage!r}; the stages are {list(STAGES)}.")
     defaults = dict(_STAGES[stage])
+    if freeze_encoder and defaults.get("gradual_unfreezing"):
+        defaults["gradual_unfreezing"] = False  # ULMFiTTrainer says so in its log when training starts
     if stage in LANGUAGE_MODEL_STAGES and bf16_by_default():
         defaults.update(bf16=True, use_cpu=True)
     return defaults

@@ -78,6 +78,16 @@ class ModelArguments:
     license: str = field(
         default=DEFAULT_LICENSE, metadata={"help": "License of the trained model, for its model card."}
     )
+    backwards: bool | None = field(
+        default=None,
+        metadata={
+            "nargs": "?",  # `--backwards` alone means true, as for the other boolean flags
+            "const": True,
+            "help": "Read texts right to left (ULMFiT section 3.4, the backward half of the bidirectional "
+            "ensemble). pretrain: train a backward LM. finetune-lm and train-classifier inherit the direction of "
+            "--model_name_or_path; a contradicting --backwards is an error.",
+        },
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -89,7 +99,7 @@ def stage_arguments(stage: str, **values) -> tuple[ModelArguments, DataArguments
     recipe's defaults (``hf_ulmfit.recipe``), then ``values`` by field name, e.g.
     ``stage_arguments("train-classifier", model_name_or_path="lm", train_file="train.csv", output_dir="out")``.
     These are the defaults ``hf-ulmfit STAGE`` starts from, too."""
-    values = {**stage_defaults(stage), **values}
+    values = {**stage_defaults(stage, freeze_encoder=bool(values.get("freeze_encoder"))), **values}
     classes = (ModelArguments, DataArguments, ULMFiTTrainingArguments)
     known = {name: cls for cls in classes for name in cls.__dataclass_fields__}
     unknown = [name for name in values if name not in known]
@@ -152,6 +162,7 @@ def finetune_language_model(model_args=None, data_args=None, training_args=None,
         "finetune-lm", model_args, data_args, training_args, arguments
     )
     source = _require_model(model_args)
+    check_direction(source, model_args)
     raw = load_texts(data_args)
     tokenizer = _tokenizer(model_args, source)
     model = AWDLSTMForCausalLM.from_pretrained(
@@ -165,11 +176,13 @@ def finetune_language_model(model_args=None, data_args=None, training_args=None,
 
 def train_classifier(model_args=None, data_args=None, training_args=None, **arguments):
     """Stage 3 (section 3.3): the classifier on top of the fine-tuned LM, with gradual unfreezing. Arguments as
-    for ``pretrain``."""
+    for ``pretrain``. ``freeze_encoder=True`` trains the head only, the encoder kept bit-identical to the LM's
+    (feature extraction; gradual unfreezing is then off, and asking for both is an error)."""
     model_args, data_args, training_args = _arguments(
         "train-classifier", model_args, data_args, training_args, arguments
     )
     source = _require_model(model_args)
+    check_direction(source, model_args)
     set_seed(training_args.seed)  # the new head's initial weights
     raw = load_texts(data_args, needs_labels=True)
     tokenizer = _tokenizer(model_args, source)
@@ -303,6 +316,32 @@ def _resumed_checkpoint(training_args: ULMFiTTrainingArguments) -> str | None:
     return last_complete_checkpoint(training_args.output_dir) if str(resume).lower() == "true" else resume
 
 
+def requested_direction(model_args: ModelArguments) -> bool | None:
+    """``--backwards`` (or ``backwards`` in ``--config_overrides``): True, False, or None when not given."""
+    flag, override = model_args.backwards, _overrides(model_args).get("backwards")
+    if flag is not None and override is not None and flag != override:
+        raise UsageError(f"--backwards {flag} contradicts --config_overrides backwards={override}.")
+    return flag if flag is not None else override
+
+
+def check_direction(source: str, model_args: ModelArguments) -> None:
+    """Raises ``UsageError`` when ``--backwards`` contradicts the direction of the model a stage starts from: a
+    language model trained in one direction has learnt nothing about the other, and a classifier reads in the
+    direction of its LM (``AWDLSTMConfig.backwards``)."""
+    requested = requested_direction(model_args)
+    if requested is None:
+        return
+    trained = bool(getattr(AutoConfig.from_pretrained(source), "backwards", False))
+    if requested != trained:
+        direction = {True: "backward (right to left)", False: "forward (left to right)"}
+        raise UsageError(
+            f"--backwards {requested} contradicts {model_args.model_name_or_path!r}, a {direction[trained]} model: "
+            "a stage keeps the direction of the model it starts from. Drop --backwards, or start from a "
+            f"{direction[requested]} language model (pretrain one with `hf-ulmfit pretrain"
+            f"{' --backwards' if requested else ''}`)."
+        )
+
+
 def _tokenizer(model_args: ModelArguments, source: str) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(resolve_model_name(model_args.tokenizer_name) or source)
 
@@ -341,8 +380,10 @@ def _new_config(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) 
     base = AWDLSTMConfig.from_pretrained(model_args.config_name).to_dict() if model_args.config_name else {}
     base.pop("model_type", None)
     dropouts = scaled_dropouts("language_model", model_args.dropout_multiplier)
+    backwards = requested_direction(model_args)
+    direction = {} if backwards is None else {"backwards": backwards}
     return AWDLSTMConfig(
-        **{**dropouts, **base, **_overrides(model_args)},
+        **{**dropouts, **base, **_overrides(model_args), **direction},
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
@@ -369,6 +410,7 @@ def _train_language_model(
             num_proc=data_args.preprocessing_num_workers,
             num_shards=training_args.world_size,
             shuffle_documents=training and training_args.shuffle_documents,
+            backwards=model.config.backwards,  # the corpus read in the model's direction
         )
 
     trainer = ULMFiTTrainer(

@@ -5,6 +5,8 @@
 * Slanted triangular learning rates (section 3.2), scaling every group's own rate.
 * Gradual unfreezing (section 3.3) through ``GradualUnfreezingCallback``: the optimizer holds every parameter,
   frozen or not, so groups unfrozen later do train.
+* ``freeze_encoder`` (feature extraction): a classifier's head trains alone on the features of the encoder it
+  was loaded with; the encoder's parameters are frozen and left out of the optimizer, so they stay bit-identical.
 * Language-model stages: the recurrent state is carried, detached, from one batch of a ``LanguageModelStream``
   to the next (truncated BPTT, as the AWD-LSTM trains), reset at each epoch and evaluation, and stored in
   checkpoints so a resumed run continues with it. With variable BPTT, each update's rates are scaled by the
@@ -95,6 +97,27 @@ def discriminative_param_groups(
     return param_groups
 
 
+def frozen_encoder_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """What ``freeze_encoder`` keeps as loaded: every parameter of a classifier's layer groups below the top one
+    (the head), i.e. the embedding and LSTMs of each member. Raises ``ValueError`` for a model without a head."""
+    groups = getattr(model, "layer_groups", None)
+    if not groups or not type(model).__name__.endswith("ForSequenceClassification"):
+        raise ValueError(
+            f"freeze_encoder trains a classifier's head only, and {type(model).__name__} has none: use it in the "
+            "classifier stage (train-classifier)."
+        )
+    *encoder, head = groups
+    in_head = {id(p) for p in head.parameters()}
+    return [p for group in encoder for p in group.parameters() if id(p) not in in_head]
+
+
+def _without(param_groups: list[dict[str, Any]], left_out: list[nn.Parameter]) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups without the parameters ``left_out`` (groups left empty are dropped)."""
+    ids = {id(p) for p in left_out}
+    kept = [{**group, "params": [p for p in group["params"] if id(p) not in ids]} for group in param_groups]
+    return [group for group in kept if group["params"]]
+
+
 def _argument(args: TrainingArguments, name: str) -> Any:
     """A ULMFiT argument, or its ``ULMFiTTrainingArguments`` default when ``args`` are plain TrainingArguments."""
     if hasattr(args, name):
@@ -117,7 +140,9 @@ class ULMFiTTrainer(AtomicSavingMixin, Trainer):
     """``Trainer`` with discriminative fine-tuning, STLR, gradual unfreezing and a carried LM state.
 
     Takes ``ULMFiTTrainingArguments`` (plain ``TrainingArguments`` get their ULMFiT defaults). With
-    ``args.gradual_unfreezing`` a ``GradualUnfreezingCallback`` is added unless one is already there. Logs carry
+    ``args.gradual_unfreezing`` a ``GradualUnfreezingCallback`` is added unless one is already there. With
+    ``args.freeze_encoder`` the encoder of a classifier is frozen and not in the optimizer (a gradual-unfreezing
+    callback is then refused: the two contradict each other). Logs carry
     the rate of every layer group as ``learning_rate/group_{i}`` (``i`` indexes ``model.layer_groups``, bottom
     to top); ``learning_rate`` is the top group's.
     """
@@ -135,11 +160,20 @@ class ULMFiTTrainer(AtomicSavingMixin, Trainer):
             isinstance(callback, GradualUnfreezingCallback) for callback in self.callback_handler.callbacks
         ):
             self.add_callback(GradualUnfreezingCallback(_argument(self.args, "unfreeze_every_n_epochs")))
+        if _argument(self.args, "freeze_encoder"):
+            callbacks = self.callback_handler.callbacks
+            if any(isinstance(callback, GradualUnfreezingCallback) for callback in callbacks):
+                raise ValueError(
+                    "freeze_encoder keeps the encoder frozen, a GradualUnfreezingCallback unfreezes it: use one."
+                )
+            if self.model is not None:  # a model without a head fails here, not after training has started
+                frozen_encoder_parameters(self.model)
 
     # -- optimizer and schedule (section 3.2) ------------------------------------------------------------------
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
-        """One parameter group per layer group at ``learning_rate / factor ** depth``, holding every parameter.
+        """One parameter group per layer group at ``learning_rate / factor ** depth``, holding every parameter
+        (with ``freeze_encoder``: every parameter but the encoder's, so nothing, not even weight decay, moves it).
 
         The optimizer class and its other settings (betas, eps) come from ``args.optim`` as in the Trainer.
         """
@@ -165,6 +199,8 @@ class ULMFiTTrainer(AtomicSavingMixin, Trainer):
             self.args.weight_decay,
             self.get_decay_parameter_names(opt_model),
         )
+        if _argument(self.args, "freeze_encoder"):
+            param_groups = _without(param_groups, frozen_encoder_parameters(opt_model))
         self.optimizer = optimizer_cls(param_groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -274,6 +310,13 @@ class ULMFiTTrainer(AtomicSavingMixin, Trainer):
             raise ValueError(
                 "A LanguageModelStream gives each process whole batches: leave split_batches off."
             )
+        model_backwards = bool(getattr(getattr(self.model, "config", None), "backwards", False))
+        if dataset.backwards != model_backwards:
+            raise ValueError(
+                f"A LanguageModelStream with backwards={dataset.backwards} feeds a model with "
+                f"config.backwards={model_backwards}: build the stream with backwards=model.config.backwards, so "
+                "the corpus is read in the model's direction."
+            )
         # Evaluation reads in order unless batches are grouped by length; training only with "sequential".
         ordered = ("sequential",) if training else ("sequential", "random")
         if self.args.train_sampling_strategy not in ordered:
@@ -325,6 +368,7 @@ class ULMFiTTrainer(AtomicSavingMixin, Trainer):
             checkpoint = last_complete_checkpoint(self.args.output_dir)
         if isinstance(checkpoint, str):
             self._restore_recurrent_state(checkpoint)
+        self._freeze_encoder()
         self._make_every_group_trainable_before_wrapping()
         output = super().train(checkpoint, *args, **kwargs)
         self._copy_buffers_from_process_zero()
@@ -338,6 +382,20 @@ class ULMFiTTrainer(AtomicSavingMixin, Trainer):
             self._recurrent_state["train"] = tuple(
                 (h.to(self.args.device), c.to(self.args.device)) for h, c in state
             )
+
+    def _freeze_encoder(self) -> None:
+        """``freeze_encoder``: the encoder's parameters stop requiring gradients before DDP wraps the model, so
+        autograd skips the encoder and DDP leaves it out; ``create_optimizer`` leaves them out of the optimizer."""
+        if not _argument(self.args, "freeze_encoder"):
+            return
+        frozen = frozen_encoder_parameters(self.accelerator.unwrap_model(self.model))
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        logger.info(
+            "freeze_encoder: only the head trains, without gradual unfreezing; the encoder's %s weights stay as "
+            "loaded.",
+            f"{sum(p.numel() for p in frozen):,}",
+        )
 
     def _make_every_group_trainable_before_wrapping(self) -> None:
         """Gradual unfreezing under DDP: DDP averages the gradients only of the parameters that required them when
@@ -459,4 +517,10 @@ class _ULMFiTHooks(TrainerCallback):
         self.trainer.set_update_rates()
 
 
-__all__ = ["RECURRENT_STATE_NAME", "ULMFiTTrainer", "discriminative_param_groups", "last_complete_checkpoint"]
+__all__ = [
+    "RECURRENT_STATE_NAME",
+    "ULMFiTTrainer",
+    "discriminative_param_groups",
+    "frozen_encoder_parameters",
+    "last_complete_checkpoint",
+]

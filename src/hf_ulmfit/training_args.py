@@ -20,6 +20,10 @@ class ULMFiTTrainingArguments(TrainingArguments):
     what each epoch of training sees (windows and order, redrawn per epoch from ``seed``), not which texts are read;
     the stages pass them to the ``LanguageModelStream`` they build.
 
+    ``freeze_encoder`` trains a classifier's head only, on the features of the encoder it was loaded with (the
+    feature-extraction alternative to fine-tuning); ``ULMFiTTrainer`` freezes the encoder and leaves it out of the
+    optimizer. It excludes ``gradual_unfreezing``.
+
     The paper's Adam betas (0.7, 0.99) are one flag away: ``paper_adam_betas=True`` (``--paper_adam_betas``)
     overrides ``adam_beta1`` and ``adam_beta2``; or set those two directly.
     """
@@ -53,6 +57,15 @@ class ULMFiTTrainingArguments(TrainingArguments):
     )
     unfreeze_every_n_epochs: int = field(
         default=1, metadata={"help": "Gradual unfreezing: epochs between two unfreezing steps."}
+    )
+    freeze_encoder: bool = field(
+        default=False,
+        metadata={
+            "help": "Classifier stage: train the head only (feature extraction). The encoder (embedding and "
+            "LSTMs) stays bit-identical to the one loaded: it is left out of the optimizer, so not even weight "
+            "decay moves it; the head's BatchNorm statistics still update. Gradual unfreezing does not apply: "
+            "the recipe's is turned off, and asking for both is an error."
+        },
     )
     variable_bptt: bool = field(
         default=True,
@@ -100,6 +113,12 @@ class ULMFiTTrainingArguments(TrainingArguments):
             raise ValueError(f"stlr_ratio must be >= 1, got {self.stlr_ratio}.")
         if self.unfreeze_every_n_epochs < 1:
             raise ValueError(f"unfreeze_every_n_epochs must be >= 1, got {self.unfreeze_every_n_epochs}.")
+        if self.freeze_encoder and self.gradual_unfreezing:
+            raise ValueError(
+                "freeze_encoder keeps the encoder frozen for the whole run, gradual_unfreezing unfreezes it group "
+                "by group: ask for one of them (with freeze_encoder, the stages turn the recipe's gradual "
+                "unfreezing off by themselves)."
+            )
 
 
 __all__ = ["PAPER_ADAM_BETAS", "ULMFiTTrainingArguments"]
