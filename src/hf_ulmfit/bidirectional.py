@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .configuration_awd_lstm import AWDLSTMConfig
 from .errors import UsageError
-from .modeling_awd_lstm import AWDLSTMForSequenceClassification
+from .modeling_awd_lstm import AWDLSTMForSequenceClassification, score_function
 from .pretrained import resolve_model_name
 
 logger = logging.getLogger(__name__)
@@ -129,16 +129,6 @@ def check_same_labels_and_sizes(forward: AWDLSTMConfig, backward: AWDLSTMConfig)
             f"{name} {f!r} (forward) vs {b!r} (backward)" for name, (f, b) in differing.items()
         )
         raise UsageError(f"The members' architectures differ: {listed}.")
-
-
-def score_function(config: AWDLSTMConfig) -> str:
-    """What ``pipeline("text-classification")`` applies to a member's logits (``problem_type`` may be unset on
-    one member and set on the other with the same meaning); ``ensemble_logits`` averages the same scores."""
-    if config.problem_type == "regression":
-        return "identity"
-    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
-        return "sigmoid"
-    return "softmax"
 
 
 def shared_tokenizer(forward: str, backward: str) -> PreTrainedTokenizerBase:

@@ -275,7 +275,7 @@ def _print_usage(unknown: str | None) -> None:
     sub.add_parser("predict", help="Classify texts with a trained classifier.")
     sub.add_parser(
         "demo",
-        help="Stages 2 and 3 from the shipped LM on the samples shipped with the package, then predict.",
+        help="All three stages on the small samples shipped with the package, then predict.",
     )
     sub.add_parser("convert-fastai", help="Convert a fastai AWD-LSTM checkpoint (LM or classifier).")
     sub.add_parser(

@@ -599,16 +599,27 @@ class ConcatPoolingHead(nn.Module):
         return x
 
 
+def score_function(config: AWDLSTMConfig) -> str:
+    """What ``pipeline("text-classification")`` applies to a classifier's logits: "identity" (regression),
+    "sigmoid" (multi-label, or a single label) or "softmax", as ``problem_type`` and ``num_labels`` say."""
+    if config.problem_type == "regression":
+        return "identity"
+    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+        return "sigmoid"
+    return "softmax"
+
+
 def ensemble_logits(forward: torch.Tensor, backward: torch.Tensor, config: AWDLSTMConfig) -> torch.Tensor:
     """The logits of a forward + backward ensemble (ULMFiT section 3.4 averages the two classifiers'
-    predictions): whatever the pipeline applies to them (softmax, sigmoid or nothing, as ``problem_type`` and
-    ``num_labels`` say) gives the mean of what it gives for the two members. Computed in log space, so confident
-    members do not overflow. (batch, num_labels) each -> (batch, num_labels)."""
+    predictions): whatever the pipeline applies to them (``score_function``) gives the mean of what it gives for
+    the two members. Computed in log space, so confident members do not overflow.
+    (batch, num_labels) each -> (batch, num_labels)."""
     both = torch.stack([forward, backward])  # (2, batch, num_labels)
     log_half = math.log(2.0)
-    if config.problem_type == "regression":
+    scores = score_function(config)
+    if scores == "identity":
         return both.mean(dim=0)
-    if config.problem_type == "multi_label_classification" or config.num_labels == 1:
+    if scores == "sigmoid":
         log_p = torch.logsumexp(F.logsigmoid(both), dim=0) - log_half  # log of the mean sigmoid
         log_not_p = torch.logsumexp(F.logsigmoid(-both), dim=0) - log_half  # log of 1 - that mean
         return log_p - log_not_p
