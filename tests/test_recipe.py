@@ -18,9 +18,10 @@ from conftest import STAGE_LABELS as LABELS
 from conftest import STAGE_REVIEWS as REVIEWS
 from hf_ulmfit import AWDLSTMConfig, AWDLSTMForCausalLM, train_tokenizer
 from hf_ulmfit.cli import parse_stage_arguments
+from hf_ulmfit.cpu import cpu_has_native_bf16
 from hf_ulmfit.data_files import DataArguments, load_texts
 from hf_ulmfit.pretrained import PRETRAINED_ROOT, SHIPPED_MODELS, pretrained_path, resolve_model_name
-from hf_ulmfit.recipe import cpu_has_native_bf16, stage_defaults
+from hf_ulmfit.recipe import stage_defaults
 from hf_ulmfit.stages import finetune_language_model, pretrain, stage_arguments, train_classifier
 
 QUICK = {

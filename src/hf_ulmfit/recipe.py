@@ -12,8 +12,7 @@ On a CPU with native bfloat16 (AVX512-BF16 or AMX), the LM stages train in bf16 
 LM's perplexity within 2% of fp32's after the same tokens (``scripts/pretrain_study.py``; README, "Speed").
 """
 
-from functools import cache
-
+from .cpu import cpu_has_native_bf16
 from .pretrained import DEFAULT_LANGUAGE_MODEL
 
 PAPER_BATCH_SIZE = 64
@@ -52,18 +51,6 @@ STAGES = tuple(_STAGES)
 LANGUAGE_MODEL_STAGES = ("pretrain", "finetune-lm")
 
 
-@cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX tiles), so that bf16 autocast is a
-    speed-up rather than an emulation."""
-    import torch
-
-    checks = [
-        getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    ]
-    return any(check is not None and check() for check in checks)
-
-
 def bf16_by_default() -> bool:
     """LM stages train in bf16 autocast on a CPU-only machine whose CPU has native bf16."""
     import torch
@@ -93,6 +80,5 @@ __all__ = [
     "LANGUAGE_MODEL_STAGES",
     "STAGES",
     "bf16_by_default",
-    "cpu_has_native_bf16",
     "stage_defaults",
 ]

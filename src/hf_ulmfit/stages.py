@@ -29,6 +29,7 @@ from transformers.utils import logging as transformers_logging
 
 from .cards import DEFAULT_LICENSE, dataset_names
 from .configuration_awd_lstm import AWDLSTMConfig, scaled_dropouts
+from .cpu import advise_on_allocator
 from .data import classification_collator, classification_dataset, language_model_stream, longest_first
 from .data_files import DataArguments, label_names, load_texts
 from .errors import UsageError
@@ -446,6 +447,8 @@ def _train_and_save(trainer: Trainer, card: dict) -> dict[str, float]:
     ``--resume_from_checkpoint`` takes a checkpoint directory, or ``true`` for the last complete checkpoint in
     ``output_dir``: the run then continues exactly where that checkpoint left it."""
     training_args = trainer.args
+    if training_args.device.type == "cpu":
+        advise_on_allocator()
     resume = training_args.resume_from_checkpoint
     train_result = trainer.train(resume_from_checkpoint=True if str(resume).lower() == "true" else resume)
     trainer.save_model()
