@@ -179,6 +179,7 @@ Measured by `scripts/package_pretrained_lm.py` on {time.strftime("%Y-%m-%d")} ({
         num_parameters=model.num_parameters(),
         details=details,
     )
+    measured["training"] = {"steps": steps, "tokens_seen": round(tokens_seen), "hours": args.train_hours}
     (args.output_dir / "measurements.json").write_text(json.dumps(measured, indent=2) + "\n")
     print(f"wrote {args.output_dir}")
 

@@ -254,17 +254,18 @@ def finetune_lm(campaign: Campaign, corpus: str) -> Path:
 
 
 def tokens_seen(lm_dir: Path) -> int | None:
-    """Training tokens an LM's last run saw: the shipped LM's card measurements, or steps x batch x bptt of a
-    trainer's output folder or checkpoint."""
+    """Training tokens an LM's last run saw: the shipped LM's measurements, or, for a trainer's output folder or
+    checkpoint, steps x batch x the mean window of variable BPTT (0.975 bptt: 95% of windows about bptt long,
+    5% about half), as scripts/package_pretrained_lm.py counts them."""
     measured = lm_dir / "measurements.json"
     if measured.exists():
-        return json.loads(measured.read_text()).get("tokens_seen")
+        return json.loads(measured.read_text())["training"]["tokens_seen"]
     state, config = lm_dir / "trainer_state.json", lm_dir / "config.json"
     if not (state.exists() and config.exists()):
         return None
     state = json.loads(state.read_text())
-    batch = state.get("train_batch_size") or 64
-    return state["global_step"] * batch * json.loads(config.read_text())["bptt"]
+    bptt = json.loads(config.read_text())["bptt"]
+    return round(state["global_step"] * state["train_batch_size"] * bptt * (0.95 + 0.05 / 2))
 
 
 def random_lm(campaign: Campaign) -> Path:

@@ -57,8 +57,13 @@ def saved_card(tmp_path, stage: str, **kwargs) -> ModelCard:
     return ModelCard.load(path)
 
 
-def test_the_repository_template_is_the_one_the_package_ships():
-    assert (REPOSITORY / "model_card.md").read_text() == template_path().read_text()
+def test_the_repository_card_is_the_shipped_lm_card_rendered_with_valid_hub_metadata():
+    text = (REPOSITORY / "model_card.md").read_text()
+    assert "{{" not in text and "{%" not in text and text != template_path().read_text()
+    card = ModelCard.load(REPOSITORY / "model_card.md")
+    assert card.data.library_name == "transformers"
+    assert card.data.pipeline_tag == "text-generation"
+    assert metadata_errors(card.data.to_dict()) == []
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
