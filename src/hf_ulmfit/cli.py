@@ -80,7 +80,7 @@ class PredictArguments:
 @dataclass
 class DemoArguments:
     output_dir: str = field(
-        default="ulmfit-demo", metadata={"help": "Where the three stages save their models."}
+        default="ulmfit-demo", metadata={"help": "Where stages 2 and 3 save their models."}
     )
     seed: int = field(default=42, metadata={"help": "Random seed of every stage."})
 
@@ -275,7 +275,7 @@ def _print_usage(unknown: str | None) -> None:
     sub.add_parser("predict", help="Classify texts with a trained classifier.")
     sub.add_parser(
         "demo",
-        help="All three stages on the small samples shipped with the package, then predict.",
+        help="Stages 2 and 3 from the shipped LM on the small samples shipped with the package, then predict.",
     )
     sub.add_parser("convert-fastai", help="Convert a fastai AWD-LSTM checkpoint (LM or classifier).")
     sub.add_parser(
