@@ -90,7 +90,7 @@ def main(argv=None) -> None:
         return contender_steps(args)
 
     contenders = {"glibc": None}
-    contenders.update({name: allocator_library(name) for name in FAST_ALLOCATORS if allocator_library(name)})
+    contenders.update({name: path for name in FAST_ALLOCATORS if (path := allocator_library(name))})
     steps = {name: [] for name in contenders}
     losses = {}
     for _ in range(args.rounds):

@@ -34,6 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import hf_ulmfit  # noqa: F401  (registers awd_lstm)
 from _machine import cpu_model
 from hf_ulmfit.cards import write_model_card
+from hf_ulmfit.data import mean_window_length
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA = REPO_ROOT / ".." / "shared" / "data"
@@ -93,8 +94,7 @@ def main(argv=None) -> None:
     training_args = json.loads((args.run_dir / "training_args.json").read_text())
     rows, bptt = training_args["per_device_train_batch_size"], model.config.bptt
     steps = state["global_step"]
-    # Variable BPTT: a window of bptt with p = 0.95, else bptt / 2 (then +-5): mean 0.975 * bptt.
-    tokens_seen = steps * rows * bptt * (0.95 + 0.05 / 2)
+    tokens_seen = steps * rows * mean_window_length(bptt)
 
     valid = texts_of(args.data_dir / "wikipedia-en" / "valid.parquet")
     valid_words = sum(len(text.split()) for text in valid)

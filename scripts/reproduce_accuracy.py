@@ -255,8 +255,9 @@ def finetune_lm(campaign: Campaign, corpus: str) -> Path:
 
 def tokens_seen(lm_dir: Path) -> int | None:
     """Training tokens an LM's last run saw: the shipped LM's measurements, or, for a trainer's output folder or
-    checkpoint, steps x batch x the mean window of variable BPTT (0.975 bptt: 95% of windows about bptt long,
-    5% about half), as scripts/package_pretrained_lm.py counts them."""
+    checkpoint, steps x batch x the mean window of variable BPTT, as scripts/package_pretrained_lm.py counts."""
+    from hf_ulmfit.data import mean_window_length
+
     measured = lm_dir / "measurements.json"
     if measured.exists():
         return json.loads(measured.read_text())["training"]["tokens_seen"]
@@ -265,7 +266,7 @@ def tokens_seen(lm_dir: Path) -> int | None:
         return None
     state = json.loads(state.read_text())
     bptt = json.loads(config.read_text())["bptt"]
-    return round(state["global_step"] * state["train_batch_size"] * bptt * (0.95 + 0.05 / 2))
+    return round(state["global_step"] * state["train_batch_size"] * mean_window_length(bptt))
 
 
 def random_lm(campaign: Campaign) -> Path:

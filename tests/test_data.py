@@ -18,6 +18,7 @@ from hf_ulmfit.data import (
     fixed_windows,
     language_model_stream,
     longest_first,
+    mean_window_length,
     sample_window_length,
     variable_windows,
 )
@@ -308,3 +309,9 @@ def test_longest_first_orders_texts_by_decreasing_length_and_is_a_permutation():
     order = longest_first(texts)
     assert sorted(order) == list(range(len(texts)))
     assert [len(texts[i]) for i in order] == sorted(map(len, texts), reverse=True)
+
+
+def test_the_mean_window_length_is_the_mean_of_sampled_windows():
+    rng = np.random.default_rng(0)
+    lengths = [sample_window_length(rng, 72) for _ in range(40_000)]
+    assert mean_window_length(72) == pytest.approx(np.mean(lengths), rel=0.01)

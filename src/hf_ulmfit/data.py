@@ -67,6 +67,12 @@ def sample_window_length(rng: np.random.Generator, bptt: int) -> int:
     return max(min(MIN_WINDOW_LENGTH, bptt), round(rng.normal(mean, WINDOW_LENGTH_STD)))
 
 
+def mean_window_length(bptt: int) -> float:
+    """The expected length of a variable-BPTT window, ``sample_window_length``'s mean: ``0.975 * bptt``. Steps
+    times batch size times this is the number of tokens an LM stage saw."""
+    return bptt * (FULL_WINDOW_PROBABILITY + (1 - FULL_WINDOW_PROBABILITY) / 2)
+
+
 def variable_windows(num_positions: int, bptt: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """As many windows as ``fixed_windows`` would give, with lengths drawn by ``sample_window_length``.
 
@@ -324,6 +330,7 @@ __all__ = [
     "fixed_windows",
     "language_model_stream",
     "longest_first",
+    "mean_window_length",
     "sample_window_length",
     "split_into_rows",
     "tokenize_documents",
