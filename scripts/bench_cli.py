@@ -1,7 +1,11 @@
-"""How fast the command line answers what needs no training: help, a mistyped flag, and the package import.
+"""How fast the command line answers what needs no training: help, a mistyped command or flag, and the imports
+that bound them.
 
-Each command runs `--repeats` times in a fresh process (wall time, median and best); the help commands also report
-their length in lines. Example::
+`hf-ulmfit --help`, `--version` and an unknown command are answered by the launcher (`hf_ulmfit_cli`) without
+importing the package. A command's own help and its flag errors need its argument dataclasses, so they cost at
+least the import of transformers' `TrainingArguments` (which imports torch), plus the package's. Each command runs
+`--repeats` times in a fresh process (wall time, median and best); each row also gives its length in lines.
+Example::
 
     python scripts/bench_cli.py --repeats 5
 """
@@ -18,6 +22,8 @@ from _machine import machine_info
 CLI = str(Path(sys.executable).parent / "hf-ulmfit")
 COMMANDS = {
     "hf-ulmfit --help": [CLI, "--help"],
+    "hf-ulmfit --version": [CLI, "--version"],
+    "hf-ulmfit pretrian (unknown command)": [CLI, "pretrian"],
     "hf-ulmfit train-classifier --help": [CLI, "train-classifier", "--help"],
     "hf-ulmfit train-classifier --help-all": [CLI, "train-classifier", "--help-all"],
     "hf-ulmfit pretrain --learnng_rate 1 (mistyped)": [
@@ -30,6 +36,11 @@ COMMANDS = {
     ],
     "python -c 'import hf_ulmfit'": [sys.executable, "-c", "import hf_ulmfit"],
     "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+    "python -c 'from transformers import TrainingArguments'": [
+        sys.executable,
+        "-c",
+        "from transformers import TrainingArguments",
+    ],
 }
 
 

@@ -43,22 +43,29 @@ SLICE = REPO_ROOT / "tests" / "data" / "wikipedia_valid_slice.parquet"
 
 def perplexities(model, tokenizer, texts: list[str], words: int, rows: int = 16) -> dict[str, float]:
     """Per-token and per-word perplexity of the concatenated documents (each with its <bos>), read as ``rows``
-    contiguous rows in windows of ``bptt`` with the state carried; per word scales the total NLL of all targets."""
+    contiguous rows in windows of ``bptt`` with the state carried; per word scales the total NLL of all targets.
+
+    A backward LM reads the stream right to left, as the trainer feeds it (``LanguageModelStream``): the rows and
+    windows are cut from the reversed stream, and each window goes in flipped back to text order, since the model
+    reverses a window itself; its targets are then the token before each input."""
     ids = torch.tensor([i for doc in tokenizer(texts)["input_ids"] for i in doc])
-    length = (len(ids) - 1) // rows
-    inputs = ids[: rows * length].view(rows, length)
-    targets = ids[1 : rows * length + 1].view(rows, length)
+    backwards = model.config.backwards
+    stream = ids.flip(0) if backwards else ids
+    length = (len(stream) - 1) // rows
+    inputs = stream[: rows * length].view(rows, length)
+    targets = stream[1 : rows * length + 1].view(rows, length)
     total, state, bptt = 0.0, None, model.config.bptt
     model.eval()
     with torch.no_grad():
         for start in range(0, length, bptt):
-            out = model(input_ids=inputs[:, start : start + bptt], cache=state)
+            window, target = inputs[:, start : start + bptt], targets[:, start : start + bptt]
+            if backwards:
+                window, target = window.flip(1), target.flip(1)
+            out = model(input_ids=window, cache=state)
             state = out.cache
             logits = out.logits.float()
             total += torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)),
-                targets[:, start : start + bptt].reshape(-1),
-                reduction="sum",
+                logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="sum"
             ).item()
     mean_nll, all_targets = total / (rows * length), len(ids) - 1
     return {
@@ -132,6 +139,12 @@ def main(argv=None) -> None:
         raise SystemExit("fp16 storage changed the perplexity by more than 0.1%: ship float32 weights")
 
     c = model.config
+    direction = (
+        "backward: reads each text right to left (ULMFiT section 3.4); the forward LM's tokenizer, so that "
+        "classifiers from the two combine into the paper's ensemble (`hf-ulmfit combine-bidirectional`)"
+        if c.backwards
+        else "forward (left to right)"
+    )
     details = f"""## How this model was trained
 
 Stage 1 of ULMFiT, run once by the hf-ulmfit developers so that a user's stage 2 starts from a general-domain
@@ -144,6 +157,7 @@ LM: `hf_ulmfit.pretrained_path("{args.name}")` is this directory, and every stag
 | tokens seen | {tokens_seen / 1e6:.1f}M ({steps:,} steps of {rows} rows x ~{bptt} tokens, variable BPTT) |
 | training time | {args.train_hours:.1f} hours on {cpu_model()} (2 cores, bf16 autocast, no GPU) |
 | model | {c.num_hidden_layers}-layer AWD-LSTM {c.embedding_size}/{c.hidden_size}, {c.vocab_size:,}-token BPE |
+| direction | {direction} |
 | weights | stored in float16, loaded as float32 (validation perplexity changed by {change:+.3%}) |
 
 Command:
@@ -179,7 +193,12 @@ Measured by `scripts/package_pretrained_lm.py` on {time.strftime("%Y-%m-%d")} ({
         num_parameters=model.num_parameters(),
         details=details,
     )
-    measured["training"] = {"steps": steps, "tokens_seen": round(tokens_seen), "hours": args.train_hours}
+    measured["training"] = {
+        "steps": steps,
+        "tokens_seen": round(tokens_seen),
+        "hours": args.train_hours,
+        "backwards": c.backwards,
+    }
     (args.output_dir / "measurements.json").write_text(json.dumps(measured, indent=2) + "\n")
     print(f"wrote {args.output_dir}")
 

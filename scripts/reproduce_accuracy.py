@@ -9,7 +9,13 @@ per (task, method, seed) and appends its test metrics to the results file (``RUN
 ``--results`` names another, e.g. one kept in the repository so that a campaign spread over several sessions
 loses nothing). Finished runs are skipped, so an interrupted ``run`` continues where it stopped. Each record
 names the stage-1 LM and the tokens its stages 1 and 2 saw, so runs from the shipped LM's intermediate
-checkpoints, or with a smaller stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots.
+checkpoints, or with a smaller stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots
+(one ``--work_dir`` per stage-1 LM, since the stage-2 models it holds are that LM's), e.g.::
+
+    python scripts/reproduce_accuracy.py run --pretrained_lm ../runs/wiki-lm/checkpoint-2000 \
+        --work_dir ../runs/accuracy-stage1-2000 --results docs/results/accuracy.jsonl --tasks trec-5452 \
+        --methods ulmfit
+
 ``report`` prints the tables (mean and standard deviation over seeds) and draws the plots.
 
 Tasks (data from ../shared/data, see its README), named CORPUS-LABELS:
@@ -33,6 +39,11 @@ Methods:
                   (``train-classifier --freeze_encoder``)
   features_lr     feature extraction, fitted: logistic regression (C by 3-fold CV) on the concat-pooled document
                   vectors of the stage-2 encoder (``pooler_output``, what ``pipeline("feature-extraction")`` gives)
+  ulmfit_backward ulmfit read right to left: stages 2 and 3 from the backward Wikipedia LM (``--backward_lm``,
+                  awd-lstm-wiki-en-backward), the same defaults (ULMFiT section 3.4)
+  ulmfit_bidirectional  the paper's ensemble: ``combine_bidirectional`` of the ulmfit and ulmfit_backward
+                  classifiers of the same task and seed (the mean of their softmax outputs), scored on the test
+                  set; its record also holds each member's test accuracy
   no_lm_finetune  stage 3 from the Wikipedia LM directly, skipping stage 2 (Table 6, "No LM fine-tuning")
   scratch         the same architecture and tokenizer, randomly initialised (Table 7, "From scratch")
   tfidf           TF-IDF word 1-2-grams + logistic regression (C by 3-fold cross-validation)
@@ -63,6 +74,7 @@ ALL_LABELS = {"imdb": 25000, "trec": 5452}
 TASKS = tuple(f"{corpus}-{n}" for corpus, counts in LABEL_COUNTS.items() for n in counts)
 NEURAL_METHODS = (
     "ulmfit",
+    "ulmfit_backward",
     "ulmfit_tuned",
     "no_discr",
     "no_stlr",
@@ -71,10 +83,16 @@ NEURAL_METHODS = (
     "no_lm_finetune",
     "scratch",
 )
-METHODS = (*NEURAL_METHODS, "features_lr", "fastai", "tfidf", "minilm", "setfit")
+METHODS = (*NEURAL_METHODS, "ulmfit_bidirectional", "features_lr", "fastai", "tfidf", "minilm", "setfit")
+# The members of the bidirectional ensemble, whose classifiers keep their weights: method -> reads backwards.
+ENSEMBLE_MEMBERS = {"ulmfit": False, "ulmfit_backward": True}
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
-PLOTTED_METHODS = ("ulmfit", "ulmfit_tuned", "no_unfreeze", "frozen_head", "features_lr", "scratch", "tfidf",
+PLOTTED_METHODS = ("ulmfit", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze", "frozen_head", "features_lr", "scratch", "tfidf",
                    "minilm", "setfit", "fastai")  # fmt: skip
+
+
+# The tasks of the compute study: accuracy against the tokens each stage saw.
+COMPUTE_STUDY_TASKS = ("imdb-1000", "trec-5452")
 
 
 def corpus_of(task: str) -> str:
@@ -200,6 +218,7 @@ class Campaign:
     work_dir: Path
     data: Path
     imdb_lm_docs: int
+    backward_lm: str = "awd-lstm-wiki-en-backward"  # the stage-1 LM of ulmfit_backward
 
     @property
     def pretrained_dir(self) -> Path:
@@ -207,9 +226,12 @@ class Campaign:
 
         return Path(resolve_model_name(self.pretrained_lm))
 
-    def lm_dir(self, corpus: str) -> Path:
+    def stage1_lm(self, backwards: bool = False) -> str:
+        return self.backward_lm if backwards else self.pretrained_lm
+
+    def lm_dir(self, corpus: str, backwards: bool = False) -> Path:
         budget = f"-{self.imdb_lm_docs}" if corpus == "imdb" else ""
-        return self.work_dir / f"lm-{corpus}{budget}"
+        return self.work_dir / f"lm-{corpus}{budget}{'-backward' if backwards else ''}"
 
 
 # What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: no checkpoints, no
@@ -222,16 +244,17 @@ RUN_SETTINGS = {
 }
 
 
-def finetune_lm(campaign: Campaign, corpus: str) -> Path:
-    """Stage 2 on the corpus's texts (once per corpus and budget, seed 0); returns the fine-tuned LM's folder."""
+def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Path:
+    """Stage 2 on the corpus's texts (once per corpus, budget and direction, seed 0); returns the fine-tuned LM's
+    folder."""
     from hf_ulmfit import stages
 
-    output = campaign.lm_dir(corpus)
+    output = campaign.lm_dir(corpus, backwards)
     if (output / "model.safetensors").exists():
         return output
     started = time.time()
     results = stages.finetune_language_model(
-        model_name_or_path=campaign.pretrained_lm,
+        model_name_or_path=campaign.stage1_lm(backwards),
         dropout_multiplier=LM_FINETUNE_DROPOUT_MULTIPLIER,
         train_file=str(campaign.data / lm_corpus_file(corpus, campaign.imdb_lm_docs)),
         validation_split_percentage=5,
@@ -245,8 +268,9 @@ def finetune_lm(campaign: Campaign, corpus: str) -> Path:
     results["wall_seconds"] = time.time() - started
     (output / "stage2_summary.json").write_text(json.dumps(results, indent=2))
     logger.info(
-        "stage 2 on %s: perplexity %.1f in %.0f s",
+        "stage 2 on %s%s: perplexity %.1f in %.0f s",
         corpus,
+        " (backward)" if backwards else "",
         results["eval_perplexity"],
         results["wall_seconds"],
     )
@@ -290,11 +314,12 @@ def method_setup(method: str, campaign: Campaign, task: str) -> tuple[Path, dict
         return random_lm(campaign), {"discriminative_lr_factor": 1.0, "gradual_unfreezing": False}
     if method == "no_lm_finetune":
         return campaign.pretrained_dir, {}
-    lm = finetune_lm(campaign, corpus_of(task))
+    lm = finetune_lm(campaign, corpus_of(task), backwards=method == "ulmfit_backward")
     if method == "ulmfit_tuned":
         return lm, select_stage3(task, campaign)
     changes = {
         "ulmfit": {},
+        "ulmfit_backward": {},
         "no_discr": {"discriminative_lr_factor": 1.0},
         "no_stlr": {"ulmfit_lr_scheduler": "transformers", "lr_scheduler_type": "constant"},
         "no_unfreeze": {"gradual_unfreezing": False},
@@ -303,16 +328,59 @@ def method_setup(method: str, campaign: Campaign, task: str) -> tuple[Path, dict
     return lm, changes
 
 
+def classifier_dir(campaign: Campaign, task: str, method: str, seed: int) -> Path:
+    return campaign.work_dir / "classifiers" / f"{task}-{method}-s{seed}"
+
+
 def train_classifier(task: str, method: str, seed: int, campaign: Campaign) -> dict:
-    """Stage 3 for one (task, method, seed); returns the test metrics."""
+    """Stage 3 for one (task, method, seed); returns the test metrics. The ensemble's members keep their
+    weights; the other classifiers keep only their logs."""
     start_from, changes = method_setup(method, campaign, task)
     train, test = task_files(campaign.data, task, seed)
-    output = campaign.work_dir / "classifiers" / f"{task}-{method}-s{seed}"
-    return fit_classifier(start_from, train, test, output, seed, changes)
+    output = classifier_dir(campaign, task, method, seed)
+    keep = method in ENSEMBLE_MEMBERS
+    return fit_classifier(start_from, train, test, output, seed, changes, keep_weights=keep)
+
+
+def bidirectional_ensemble(task: str, seed: int, campaign: Campaign) -> dict:
+    """The paper's forward + backward ensemble (section 3.4) of one task and seed: the two members' classifiers
+    (trained first where their weights are not kept), combined by ``hf_ulmfit.combine_bidirectional`` and scored
+    on the test set through ``stages.predict``, as a user runs it. Returns its metrics and each member's."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from hf_ulmfit import combine_bidirectional, stages
+
+    members = {}
+    for method in ENSEMBLE_MEMBERS:
+        folder = classifier_dir(campaign, task, method, seed)
+        if not (folder / "model.safetensors").exists():
+            train_classifier(task, method, seed, campaign)
+        members[method] = folder
+    output = classifier_dir(campaign, task, "ulmfit_bidirectional", seed)
+    combine_bidirectional(str(members["ulmfit"]), str(members["ulmfit_backward"]), output)
+    test = pd.read_parquet(task_files(campaign.data, task, seed)[1])
+    truth = test["label"].astype(str).tolist()
+    predicted = [p["label"] for p in stages.predict(str(output), test["text"].tolist())]
+    member_accuracy = {
+        f"{method}_accuracy": json.loads((folder / "eval_results.json").read_text())["eval_accuracy"]
+        for method, folder in members.items()
+    }
+    (output / "model.safetensors").unlink(missing_ok=True)
+    return {
+        "accuracy": accuracy_score(truth, predicted),
+        "macro_f1": f1_score(truth, predicted, average="macro"),
+        **member_accuracy,
+    }
 
 
 def fit_classifier(
-    start_from: Path, train: Path, evaluation: Path, output: Path, seed: int, changes: dict
+    start_from: Path,
+    train: Path,
+    evaluation: Path,
+    output: Path,
+    seed: int,
+    changes: dict,
+    keep_weights: bool = False,
 ) -> dict:
     """Stage 3 with the package's defaults plus ``changes``; returns the metrics on ``evaluation``."""
     from hf_ulmfit import stages
@@ -327,7 +395,8 @@ def fit_classifier(
         **RUN_SETTINGS,
         **changes,
     )
-    _keep_only_logs(output)
+    if not keep_weights:
+        _keep_only_logs(output)
     return {"accuracy": results["eval_accuracy"], "macro_f1": results["eval_macro_f1"]}
 
 
@@ -563,6 +632,8 @@ def fastai_recipe(task: str, seed: int, campaign: Campaign, python: str) -> dict
 
 
 def run(args: argparse.Namespace) -> None:
+    from hf_ulmfit.pretrained import resolve_model_name
+
     work_dir = Path(args.work_dir)
     if "fastai" in args.methods and not Path(args.fastai_python).exists():
         raise SystemExit(
@@ -570,7 +641,7 @@ def run(args: argparse.Namespace) -> None:
             "../shared/tools/setup-fastai-peer.sh, pass --fastai_python, or leave fastai out of --methods."
         )
     data = prepare_data(work_dir, args.tasks, args.seeds, args.imdb_test_size, args.imdb_lm_docs)
-    campaign = Campaign(args.pretrained_lm, work_dir, data, args.imdb_lm_docs)
+    campaign = Campaign(args.pretrained_lm, work_dir, data, args.imdb_lm_docs, args.backward_lm)
     results_file = Path(args.results) if args.results else work_dir / "results.jsonl"
     stage1 = {"stage1_lm": str(args.pretrained_lm), "stage1_tokens": tokens_seen(campaign.pretrained_dir)}
     done = {run_key(record) for record in read_results(results_file)}
@@ -583,14 +654,20 @@ def run(args: argparse.Namespace) -> None:
                 if run_key(record) in done:
                     continue
                 started = time.time()
+                if method in ("ulmfit_backward", "ulmfit_bidirectional"):
+                    record["backward_lm"] = args.backward_lm
+                    record["backward_lm_tokens"] = tokens_seen(Path(resolve_model_name(args.backward_lm)))
                 if method in NEURAL_METHODS:
                     metrics = train_classifier(task, method, seed, campaign)
+                elif method == "ulmfit_bidirectional":
+                    metrics = bidirectional_ensemble(task, seed, campaign)
                 elif method == "fastai":
                     metrics = fastai_recipe(task, seed, campaign, args.fastai_python)
                 else:
                     metrics = baseline(method, task, seed, campaign)
                 if method not in ("tfidf", "minilm", "setfit", "scratch", "no_lm_finetune"):
-                    record["stage2_tokens"] = tokens_seen(campaign.lm_dir(corpus_of(task)))
+                    backwards = method == "ulmfit_backward"
+                    record["stage2_tokens"] = tokens_seen(campaign.lm_dir(corpus_of(task), backwards))
                 record.update(metrics, seconds=time.time() - started)
                 results_file.parent.mkdir(parents=True, exist_ok=True)
                 with results_file.open("a") as f:
@@ -669,7 +746,8 @@ def report(args: argparse.Namespace) -> None:
     plot_dir = Path(args.plot_dir)
     for corpus in LABEL_COUNTS:
         plot_accuracy_by_labels(results, corpus, plot_dir / f"accuracy_vs_labels_{corpus}.png")
-    plot_accuracy_by_compute(everything, args, plot_dir / "accuracy_vs_compute_imdb-1000.png")
+    for task in COMPUTE_STUDY_TASKS:
+        plot_accuracy_by_compute(everything, task, args, plot_dir / f"accuracy_vs_compute_{task}.png")
     schedule_run = work_dir / "classifiers" / f"{args.schedule_run}"
     if (schedule_run / "trainer_state.json").exists():
         plot_learning_rates(schedule_run / "trainer_state.json", plot_dir / "learning_rates.png")
@@ -710,34 +788,38 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
     save_figure(figure, axes, path)
 
 
-def plot_accuracy_by_compute(results: list[dict], args: argparse.Namespace, path: Path) -> None:
-    """IMDb with 1,000 labels, ULMFiT: accuracy against the tokens stage 1 saw (the shipped LM's checkpoints,
-    full stage 2) and against the tokens stage 2 saw (the shipped LM, smaller stage-2 budgets)."""
+def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Namespace, path: Path) -> None:
+    """ULMFiT on ``task``: test accuracy against the tokens stage 1 saw (the shipped LM's checkpoints, the main
+    stage-2 budget) and, for IMDb, against the tokens stage 2 saw (the shipped LM, smaller stage-2 budgets). A
+    panel is drawn where at least two budgets were run."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = pd.DataFrame([r for r in results if r["task"] == "imdb-1000" and r["method"] == "ulmfit"])
+    runs = pd.DataFrame([r for r in results if r["task"] == task and r["method"] == "ulmfit"])
     if runs.empty or "stage1_tokens" not in runs:
         return
-    by_stage1 = runs[runs["stage2_docs"] == args.imdb_lm_docs]
-    by_stage2 = runs[runs["stage1_lm"] == args.stage1_lm]
-    if by_stage1["stage1_tokens"].nunique() < 2 and by_stage2["stage2_tokens"].nunique() < 2:
+    main_budget = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
+    main_stage2 = runs["stage2_docs"].isna() if main_budget is None else runs["stage2_docs"] == main_budget
+    corpus = {"imdb": "IMDb", "trec": "TREC-6"}[corpus_of(task)]
+    panels = [
+        (runs[main_stage2], "stage1_tokens", "stage-1 tokens seen (Wikipedia)"),
+        (runs[runs["stage1_lm"] == args.stage1_lm], "stage2_tokens", f"stage-2 tokens seen ({corpus})"),
+    ]
+    panels = [panel for panel in panels if panel[1] in panel[0] and panel[0][panel[1]].nunique() >= 2]
+    if not panels:
         return
-    figure, panels = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for axes, frame, column, what in (
-        (panels[0], by_stage1, "stage1_tokens", "stage-1 tokens seen (Wikipedia)"),
-        (panels[1], by_stage2, "stage2_tokens", "stage-2 tokens seen (IMDb)"),
-    ):
+    figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (frame, column, what) in zip(axes[0], panels):
         stats = frame.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
-        axes.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3,
-                      label="ulmfit, 1,000 labels")  # fmt: skip
-        axes.set_xlabel(f"{what}, millions")
-    panels[0].set_ylabel("test accuracy (%)")
-    panels[0].set_title("IMDb, 1,000 labels: what each stage's compute buys", fontsize=9)
-    save_figure(figure, panels[1], path)
-    panels[0].grid(alpha=0.3)
+        ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3,
+                    label=f"ulmfit, {task_label(task)}")  # fmt: skip
+        ax.set_xlabel(f"{what}, millions")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].set_title(f"{task_label(task)}: what each stage's compute buys", fontsize=9)
+    save_figure(figure, axes[0][-1], path)
 
 
 def plot_learning_rates(trainer_state: Path, path: Path) -> None:
@@ -781,6 +863,11 @@ def main(argv: list[str] | None = None) -> None:
         "--pretrained_lm",
         default="awd-lstm-wiki-en",
         help="Stage-1 LM: a shipped model's name, or a folder (hf-ulmfit pretrain output or checkpoint).",
+    )
+    run_parser.add_argument(
+        "--backward_lm",
+        default="awd-lstm-wiki-en-backward",
+        help="Stage-1 LM of ulmfit_backward (and so of the ensemble's backward member).",
     )
     run_parser.add_argument("--work_dir", required=True, help="Where data, models and results go.")
     run_parser.add_argument(

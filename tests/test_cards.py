@@ -105,6 +105,23 @@ def test_card_text_has_the_sections_and_usage_with_and_without_the_package(tmp_p
         assert "| labels | neg, pos |" in text and "| Accuracy | 0.8750 |" in text
 
 
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_backward_model_card_says_so_and_offers_no_generation(tmp_path, stage):
+    backward = config(stage)
+    backward.backwards = True
+    path = write_model_card(tmp_path / stage, stage, backward, metrics=METRICS[stage], model_name="user/bwd")
+    card = ModelCard.load(path)
+    assert "backward" in card.data.tags and metadata_errors(card.data.to_dict()) == []
+    if stage == "train-classifier":  # a backward classifier classifies like any other
+        assert card.data.pipeline_tag == "text-classification"
+        return
+    assert card.data.pipeline_tag is None  # no Hub widget: a backward LM cannot continue a prompt
+    code = [line for line in card.text.splitlines() if not line.lstrip().startswith("#")]
+    assert not any(".generate(" in line or '"text-generation"' in line for line in code)
+    assert "right to left" in card.text and 'labels=inputs["input_ids"]' in card.text
+    assert {result.task_type for result in card.data.eval_results} == {"text-generation"}
+
+
 def test_a_local_base_model_is_named_in_the_text_but_not_in_the_metadata(tmp_path):
     local = tmp_path / "1-pretrain"
     local.mkdir()

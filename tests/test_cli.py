@@ -216,3 +216,29 @@ def test_stage_help_shows_its_own_flags_with_its_defaults():
     assert "--help-all" in short
     assert "--model_name_or_path (default: awd-lstm-wiki-en)" in run_ok("finetune-lm", "--help").stdout
     assert "--gradient_accumulation_steps" in run_ok("train-classifier", "--help-all").stdout
+
+
+def test_help_and_unknown_commands_answer_without_importing_the_package():
+    """`hf-ulmfit --help`, `--version` and a mistyped command are answered by the launcher alone: neither the
+    package (whose import registers the Auto classes) nor torch is imported."""
+    probe = (
+        "import contextlib, io, sys, hf_ulmfit_cli\n"
+        "out, err = io.StringIO(), io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+        "    codes = [hf_ulmfit_cli.main(a) for a in (['--help'], [], ['--version'], ['pretrian'])]\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'hf_ulmfit') if m in sys.modules)\n"
+        "print(codes, heavy, out.getvalue().count('train-classifier'), 'unknown command' in err.getvalue())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[0,", "2,", "0,", "2]", "[]", "1", "True"]
+
+
+def test_every_listed_command_runs_and_has_help(capsys):
+    from hf_ulmfit.cli import run_command
+    from hf_ulmfit_cli import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as done:
+            run_command(command, ["--help"])
+        assert done.value.code == 0 and f"hf-ulmfit {command}" in capsys.readouterr().out

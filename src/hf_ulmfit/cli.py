@@ -1,11 +1,12 @@
-"""``hf-ulmfit``: the three stages of ULMFiT, prediction and a demo, from the command line.
+"""The commands of ``hf-ulmfit``: the three stages of ULMFiT, prediction, a demo, conversion and the ensemble.
 
 Arguments follow the transformers example scripts (``HfArgumentParser``): every ``TrainingArguments`` flag works,
 plus those of ``ModelArguments``, ``DataArguments`` and ``ULMFiTTrainingArguments``. ``hf-ulmfit <command> --help``
 shows the command's own flags with the defaults it uses; ``--help-all`` adds every ``TrainingArguments`` flag.
 
-The training stack (the stages, the Trainer, ``datasets``) is imported only when a command needs it, so that
-``hf-ulmfit --help`` and a mistyped command answer without loading it.
+``hf-ulmfit`` itself is ``hf_ulmfit_cli``, beside the package: it answers ``--help`` and an unknown command
+without importing the package, and hands each command to ``run_command``. The training stack (the stages, the
+Trainer, ``datasets``) is imported only when a command needs it.
 """
 
 import argparse
@@ -16,6 +17,8 @@ import sys
 import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from hf_ulmfit_cli import COMMANDS
 
 from .errors import UsageError
 
@@ -55,11 +58,11 @@ STAGE_HELP = {
     },
 }
 
-# Each training command: the function of hf_ulmfit.stages that runs it, and its one-line description.
-TRAINING_COMMANDS = {
-    "pretrain": ("pretrain", "Stage 1: train a tokenizer and an AWD-LSTM LM from scratch on general text."),
-    "finetune-lm": ("finetune_language_model", "Stage 2: fine-tune the LM on the target task's texts."),
-    "train-classifier": ("train_classifier", "Stage 3: train the classifier with gradual unfreezing."),
+# The function of hf_ulmfit.stages that runs each training command.
+STAGE_FUNCTIONS = {
+    "pretrain": "pretrain",
+    "finetune-lm": "finetune_language_model",
+    "train-classifier": "train_classifier",
 }
 
 
@@ -115,27 +118,29 @@ class CombineBidirectionalArguments:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    commands = [*TRAINING_COMMANDS, "predict", "demo", "convert-fastai", "combine-bidirectional"]
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
-        _print_usage(argv[0] if argv and argv[0] not in ("-h", "--help") else None)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    command, rest = argv[0], argv[1:]
+    """``hf-ulmfit`` itself (``python -m hf_ulmfit.cli`` is the same command, as under ``torchrun``)."""
+    from hf_ulmfit_cli import main as command_line
+
+    return command_line(argv)
+
+
+def run_command(command: str, rest: list[str]) -> int:
+    """Runs one command on its arguments; a user's mistake prints its message without a traceback and gives 2."""
     try:
         _run(command, rest)
-    except UsageError as error:  # the user's mistake: the message, no traceback
+    except UsageError as error:
         print(f"hf-ulmfit {command}: error: {error}", file=sys.stderr)
         return 2
     return 0
 
 
 def _run(command: str, rest: list[str]) -> None:
-    if command in TRAINING_COMMANDS:
+    if command in STAGE_FUNCTIONS:
         from . import stages
 
         arguments = parse_stage_arguments(command, rest)
         _set_up_logging()
-        getattr(stages, TRAINING_COMMANDS[command][0])(*arguments)
+        getattr(stages, STAGE_FUNCTIONS[command])(*arguments)
     elif command == "predict":
         (args,) = _parse(_parser(PredictArguments, command), rest)
         _set_up_logging()
@@ -190,7 +195,7 @@ def stage_help(parser: "HfArgumentParser", command: str) -> str:
     actions = {action.dest: action for action in parser._actions}
     start = "--model_name_or_path LM " if command == "train-classifier" else ""
     lines = [f"usage: {parser.prog} {start}--train_file FILE [FILE ...] --output_dir DIR [flags]", ""]
-    lines.append(TRAINING_COMMANDS[command][1])
+    lines.append(COMMANDS[command])
     for group, names in STAGE_HELP[command].items():
         lines += ["", f"{group} flags:"]
         for name in names:
@@ -265,26 +270,6 @@ def _set_up_logging() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.set_verbosity_warning()
-
-
-def _print_usage(unknown: str | None) -> None:
-    parser = argparse.ArgumentParser(prog="hf-ulmfit", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(title="commands", metavar="<command>")
-    for name, (_, help_text) in TRAINING_COMMANDS.items():
-        sub.add_parser(name, help=help_text)
-    sub.add_parser("predict", help="Classify texts with a trained classifier.")
-    sub.add_parser(
-        "demo",
-        help="Stages 2 and 3 from the shipped LM on the small samples shipped with the package, then predict.",
-    )
-    sub.add_parser("convert-fastai", help="Convert a fastai AWD-LSTM checkpoint (LM or classifier).")
-    sub.add_parser(
-        "combine-bidirectional",
-        help="One model from a forward and a backward classifier: the paper's ensemble (section 3.4).",
-    )
-    if unknown is not None:
-        print(f"hf-ulmfit: unknown command {unknown!r}\n", file=sys.stderr)
-    parser.print_help()
 
 
 if __name__ == "__main__":

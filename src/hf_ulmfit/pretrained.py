@@ -14,7 +14,7 @@ from .errors import UsageError
 
 PRETRAINED_ROOT = Path(__file__).parent / "pretrained"
 # The shipped models, by name. Their cards (README.md in each directory) say how each was trained.
-SHIPPED_MODELS = ("awd-lstm-wiki-en",)
+SHIPPED_MODELS = ("awd-lstm-wiki-en", "awd-lstm-wiki-en-backward")
 DEFAULT_LANGUAGE_MODEL = "awd-lstm-wiki-en"
 
 
