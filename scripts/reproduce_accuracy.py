@@ -83,7 +83,8 @@ NEURAL_METHODS = (
     "no_lm_finetune",
     "scratch",
 )
-METHODS = (*NEURAL_METHODS, "ulmfit_bidirectional", "features_lr", "fastai", "tfidf", "minilm", "setfit")
+METHODS = (*NEURAL_METHODS[:2], "ulmfit_bidirectional", *NEURAL_METHODS[2:], "features_lr", "fastai", "tfidf",
+           "minilm", "setfit")  # fmt: skip
 # The members of the bidirectional ensemble, whose classifiers keep their weights: method -> reads backwards.
 ENSEMBLE_MEMBERS = {"ulmfit": False, "ulmfit_backward": True}
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
