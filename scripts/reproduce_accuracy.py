@@ -88,8 +88,8 @@ METHODS = (*NEURAL_METHODS[:2], "ulmfit_bidirectional", *NEURAL_METHODS[2:], "fe
 # The members of the bidirectional ensemble, whose classifiers keep their weights: method -> reads backwards.
 ENSEMBLE_MEMBERS = {"ulmfit": False, "ulmfit_backward": True}
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
-PLOTTED_METHODS = ("ulmfit", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze", "frozen_head", "features_lr", "scratch", "tfidf",
-                   "minilm", "setfit", "fastai")  # fmt: skip
+PLOTTED_METHODS = ("ulmfit", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze", "frozen_head",
+                   "features_lr", "scratch", "tfidf", "minilm", "setfit", "fastai")  # fmt: skip
 
 
 # The tasks of the compute study: accuracy against the tokens each stage saw.
