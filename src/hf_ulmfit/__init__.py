@@ -1,7 +1,8 @@
 """hf-ulmfit: ULMFiT (Howard & Ruder 2018) with an AWD-LSTM as a native Hugging Face transformers model.
 
 ``pretrained_path("awd-lstm-wiki-en")`` is the directory of the English Wikipedia LM the package ships (stage 1
-of ULMFiT, done once); every stage also takes the name itself as ``--model_name_or_path``.
+of ULMFiT, done once), and ``pretrained_path("awd-lstm-wiki-en-backward")`` that of its backward twin (section
+3.4); every stage also takes either name itself as ``--model_name_or_path``.
 
 Importing the package registers the model with the Auto classes, so ``AutoConfig``, ``AutoModel``,
 ``AutoModelForCausalLM``, ``AutoModelForSequenceClassification`` and ``AutoTokenizer`` load ``awd_lstm``
