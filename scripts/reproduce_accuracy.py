@@ -85,8 +85,8 @@ NEURAL_METHODS = (
 )
 METHODS = (*NEURAL_METHODS[:2], "ulmfit_bidirectional", *NEURAL_METHODS[2:], "features_lr", "fastai", "tfidf",
            "minilm", "setfit")  # fmt: skip
-# The members of the bidirectional ensemble, whose classifiers keep their weights: method -> reads backwards.
-ENSEMBLE_MEMBERS = {"ulmfit": False, "ulmfit_backward": True}
+# The members of the bidirectional ensemble (forward, backward), whose classifiers keep their weights.
+ENSEMBLE_MEMBERS = ("ulmfit", "ulmfit_backward")
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
 PLOTTED_METHODS = ("ulmfit", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze", "frozen_head",
                    "features_lr", "scratch", "tfidf", "minilm", "setfit", "fastai")  # fmt: skip
@@ -358,7 +358,7 @@ def bidirectional_ensemble(task: str, seed: int, campaign: Campaign) -> dict:
             train_classifier(task, method, seed, campaign)
         members[method] = folder
     output = classifier_dir(campaign, task, "ulmfit_bidirectional", seed)
-    combine_bidirectional(str(members["ulmfit"]), str(members["ulmfit_backward"]), output)
+    combine_bidirectional(*(str(members[method]) for method in ENSEMBLE_MEMBERS), output)
     test = pd.read_parquet(task_files(campaign.data, task, seed)[1])
     truth = test["label"].astype(str).tolist()
     predicted = [p["label"] for p in stages.predict(str(output), test["text"].tolist())]
@@ -645,6 +645,10 @@ def run(args: argparse.Namespace) -> None:
     campaign = Campaign(args.pretrained_lm, work_dir, data, args.imdb_lm_docs, args.backward_lm)
     results_file = Path(args.results) if args.results else work_dir / "results.jsonl"
     stage1 = {"stage1_lm": str(args.pretrained_lm), "stage1_tokens": tokens_seen(campaign.pretrained_dir)}
+    backward_stage1 = {
+        "backward_lm": args.backward_lm,
+        "backward_lm_tokens": tokens_seen(Path(resolve_model_name(args.backward_lm))),
+    }
     done = {run_key(record) for record in read_results(results_file)}
     for task in args.tasks:
         all_labels = labels_of(task) == ALL_LABELS[corpus_of(task)]
@@ -656,8 +660,7 @@ def run(args: argparse.Namespace) -> None:
                     continue
                 started = time.time()
                 if method in ("ulmfit_backward", "ulmfit_bidirectional"):
-                    record["backward_lm"] = args.backward_lm
-                    record["backward_lm_tokens"] = tokens_seen(Path(resolve_model_name(args.backward_lm)))
+                    record.update(backward_stage1)
                 if method in NEURAL_METHODS:
                     metrics = train_classifier(task, method, seed, campaign)
                 elif method == "ulmfit_bidirectional":

@@ -3,8 +3,8 @@
 ``build_model_card`` fills the package's template (``templates/model_card.md``, Jinja2) through
 ``huggingface_hub.ModelCard.from_template``. The metadata header carries ``library_name: transformers``, the
 stage's ``pipeline_tag`` (``text-generation`` for the forward language models, none for a backward one, which
-cannot generate, ``text-classification`` for the classifier), ``tags`` (``ulmfit``, ``awd-lstm``, ...), ``datasets``, ``metrics``, ``license``, ``base_model``
-for the fine-tuned stages, and a ``model-index`` with the evaluation results (perplexity, accuracy, macro F1).
+cannot generate, ``text-classification`` for the classifier), ``tags`` (``ulmfit``, ``awd-lstm``, ...),
+``datasets``, ``metrics``, ``license``, ``base_model`` for the fine-tuned stages, and a ``model-index`` with the evaluation results (perplexity, accuracy, macro F1).
 
 ``ULMFiTTrainer.create_model_card`` (and so ``trainer.push_to_hub``) runs ``write_trainer_model_card``: it
 renders the card from the trainer's model and last evaluation, and keeps what a card already in
@@ -40,7 +40,7 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 class Stage:
     """What a stage's card says about the model it produced: its Hub task and the Auto class that loads it."""
 
-    pipeline_tag: str | None  # None: no Hub widget fits (a backward LM cannot generate)
+    pipeline_tag: str
     auto_class: str
 
 
@@ -112,23 +112,18 @@ def build_model_card(
         raise ValueError(f"stage must be one of {sorted(STAGES)}, got {stage!r}.")
     info = STAGES[stage]
     backwards = bool(getattr(config, "backwards", False))
-    if (
-        backwards and stage != "train-classifier"
-    ):  # a backward LM cannot continue a prompt: no generation widget
-        info = Stage(None, info.auto_class)
+    # A backward LM cannot continue a prompt, so no Hub widget fits it; its metrics still measure the LM task.
+    pipeline_tag = None if backwards and stage != "train-classifier" else info.pipeline_tag
     model_name = model_name or repo_id or f"ulmfit-{stage}"
     repo_id = repo_id or (model_name if "/" in model_name else f"your-username/{model_name}")
     datasets = list(datasets or [])
     hub_base = hub_base_model(base_model) if stage != "pretrain" else None
-    # model-index names the task the metric measures (perplexity: language modelling) in either direction
-    results = evaluation_results(
-        metrics or {}, STAGES[stage].pipeline_tag, datasets[-1] if datasets else "unknown"
-    )
+    results = evaluation_results(metrics or {}, info.pipeline_tag, datasets[-1] if datasets else "unknown")
     card_data = ModelCardData(
         model_name=model_name,
         library_name="transformers",
-        pipeline_tag=info.pipeline_tag,
-        tags=[*TAGS, *filter(None, [info.pipeline_tag, "backward" if backwards else None]), *(tags or [])],
+        pipeline_tag=pipeline_tag,
+        tags=[*TAGS, *filter(None, [pipeline_tag, "backward" if backwards else None]), *(tags or [])],
         license=license,
         language=language,
         datasets=datasets or None,
