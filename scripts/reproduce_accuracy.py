@@ -59,6 +59,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -235,8 +236,8 @@ class Campaign:
         return self.work_dir / f"lm-{corpus}{budget}{'-backward' if backwards else ''}"
 
 
-# What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: no checkpoints, no
-# evaluation during training (the test set is scored once, at the end), quiet logs.
+# What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: no checkpoints (stage
+# 2 adds its own), no evaluation during training (the test set is scored once, at the end), quiet logs.
 RUN_SETTINGS = {
     "save_strategy": "no",
     "eval_strategy": "no",
@@ -245,14 +246,21 @@ RUN_SETTINGS = {
 }
 
 
+# Stage 2 on IMDb runs for about an hour: it checkpoints, and a new ``run`` resumes from the last checkpoint.
+STAGE2_CHECKPOINTS = {"save_strategy": "steps", "save_steps": 200, "save_total_limit": 1}
+
+
 def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Path:
     """Stage 2 on the corpus's texts (once per corpus, budget and direction, seed 0); returns the fine-tuned LM's
-    folder."""
+    folder. An interrupted run resumes from its last checkpoint; the checkpoints go once the LM is saved."""
     from hf_ulmfit import stages
 
     output = campaign.lm_dir(corpus, backwards)
     if (output / "model.safetensors").exists():
         return output
+    resume = any(output.glob("checkpoint-*/trainer_state.json"))
+    if resume:
+        logger.info("stage 2 on %s: resuming from the last checkpoint in %s", corpus, output)
     started = time.time()
     results = stages.finetune_language_model(
         model_name_or_path=campaign.stage1_lm(backwards),
@@ -263,10 +271,14 @@ def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Pat
         seed=0,
         learning_rate=LM_FINETUNE_LEARNING_RATE,
         logging_steps=50,
-        **RUN_SETTINGS,
+        resume_from_checkpoint="true" if resume else None,
+        **{**RUN_SETTINGS, **STAGE2_CHECKPOINTS},
         **LM_FINETUNE_SETTINGS[corpus],
     )
+    for checkpoint in output.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
     results["wall_seconds"] = time.time() - started
+    results["resumed"] = resume
     (output / "stage2_summary.json").write_text(json.dumps(results, indent=2))
     logger.info(
         "stage 2 on %s%s: perplexity %.1f in %.0f s",
