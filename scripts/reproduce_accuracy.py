@@ -86,6 +86,8 @@ NEURAL_METHODS = (
 )
 METHODS = (*NEURAL_METHODS[:2], "ulmfit_bidirectional", *NEURAL_METHODS[2:], "features_lr", "fastai", "tfidf",
            "minilm", "setfit")  # fmt: skip
+# The methods that do not read the stage-2 LM: their records hold no stage-2 budget, so they serve every one.
+WITHOUT_STAGE2 = ("tfidf", "minilm", "setfit", "scratch", "no_lm_finetune")
 # The members of the bidirectional ensemble (forward, backward), whose classifiers keep their weights.
 ENSEMBLE_MEMBERS = ("ulmfit", "ulmfit_backward")
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
@@ -667,7 +669,10 @@ def run(args: argparse.Namespace) -> None:
         for seed in args.seeds[:1] if all_labels and corpus_of(task) == "imdb" else args.seeds:
             for method in args.methods:
                 record = {"task": task, "method": method, "seed": seed, **stage1}
-                record["stage2_docs"] = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
+                uses_stage2 = method not in WITHOUT_STAGE2
+                record["stage2_docs"] = (
+                    args.imdb_lm_docs if corpus_of(task) == "imdb" and uses_stage2 else None
+                )
                 if run_key(record) in done:
                     continue
                 started = time.time()
@@ -681,7 +686,7 @@ def run(args: argparse.Namespace) -> None:
                     metrics = fastai_recipe(task, seed, campaign, args.fastai_python)
                 else:
                     metrics = baseline(method, task, seed, campaign)
-                if method not in ("tfidf", "minilm", "setfit", "scratch", "no_lm_finetune"):
+                if uses_stage2:
                     backwards = method == "ulmfit_backward"
                     record["stage2_tokens"] = tokens_seen(campaign.lm_dir(corpus_of(task), backwards))
                 record.update(metrics, seconds=time.time() - started)
