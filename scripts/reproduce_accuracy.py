@@ -481,9 +481,14 @@ def tfidf_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int) -> dict:
 
 def minilm_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, cache: Path) -> dict:
     """Mean-pooled, normalised all-MiniLM-L6-v2 embeddings (256 tokens at most), cached per text."""
-    store = cache / "minilm.npz"
-    train_x = cached_vectors(train["text"].tolist(), store, _encode_minilm)
-    test_x = cached_vectors(test["text"].tolist(), store, _encode_minilm)
+    return cached_features_accuracy(train, test, seed, cache / "minilm.npz", _encode_minilm)
+
+
+def cached_features_accuracy(train: pd.DataFrame, test: pd.DataFrame, seed: int, store: Path, encode) -> dict:
+    """Logistic regression on the vectors ``encode`` gives the training and test texts, read from and added to
+    ``store`` in one pass."""
+    vectors = cached_vectors([*train["text"], *test["text"]], store, encode)
+    train_x, test_x = vectors[: len(train)], vectors[len(train) :]
     return logistic_regression_accuracy(train_x, train["label"], test_x, test["label"], seed)
 
 
@@ -554,9 +559,7 @@ def encoder_features_baseline(
         return np.array(extract(texts, batch_size=32))[:, 0]
 
     store = cache / f"features-{lm.name}-{int((lm / 'model.safetensors').stat().st_mtime)}.npz"
-    train_x = cached_vectors(train["text"].tolist(), store, features)
-    test_x = cached_vectors(test["text"].tolist(), store, features)
-    return logistic_regression_accuracy(train_x, train["label"], test_x, test["label"], seed)
+    return cached_features_accuracy(train, test, seed, store, features)
 
 
 def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, output: Path) -> dict:
