@@ -91,12 +91,14 @@ WITHOUT_STAGE2 = ("tfidf", "minilm", "setfit", "scratch", "no_lm_finetune")
 # The members of the bidirectional ensemble (forward, backward), whose classifiers keep their weights.
 ENSEMBLE_MEMBERS = ("ulmfit", "ulmfit_backward")
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
-PLOTTED_METHODS = ("ulmfit", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze", "frozen_head",
-                   "features_lr", "scratch", "tfidf", "minilm", "setfit", "fastai")  # fmt: skip
+PLOTTED_METHODS = ("ulmfit", "ulmfit (paper schedule)", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze",
+                   "frozen_head", "features_lr", "scratch", "tfidf", "minilm", "setfit", "fastai")  # fmt: skip
 
 
-# The tasks of the compute study: accuracy against the tokens each stage saw.
+# The tasks of the compute study: accuracy against the tokens each stage saw, by ulmfit with the package's
+# defaults of the time.
 COMPUTE_STUDY_TASKS = ("imdb-1000", "trec-5452")
+COMPUTE_STUDY_METHODS = ("ulmfit", "ulmfit (paper schedule)")
 
 
 def corpus_of(task: str) -> str:
@@ -114,23 +116,40 @@ def task_label(task: str) -> str:
     )
 
 
-# ulmfit and its ablations train stage 3 with the package's defaults (hf_ulmfit.recipe: lr 1e-2, batch 64, 6
-# epochs, the paper's dropouts); ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training
-# set (the paper's default first: it wins ties): two learning rates, and the recipe's schedule or one scaled to
-# few labels (smaller batches and more epochs, so that 100 labels still take tens of steps, with half the
-# dropout).
+# ulmfit and its ablations train stage 3 with the package's defaults (hf_ulmfit.recipe: lr 1e-2, gradual
+# unfreezing, and the schedule the training set's size gets: the few-label schedule up to 1,000 labels, the paper's
+# batch 64 and 6 epochs above). ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training set
+# (the paper's schedule first: it wins ties): two learning rates, and the paper's schedule or one scaled to the
+# labels (the recipe's few-label schedule; above 1,000 labels the paper's batch and epochs with half the dropout).
+PAPER_SCHEDULE = {"few_label_schedule": False}
+
+
 def scaled_schedule(task: str) -> dict:
-    labels = labels_of(task)
-    epochs, batch = (10, 16) if labels <= 100 else (8, 32) if labels <= 1000 else (6, 64)
-    return {"num_train_epochs": epochs, "per_device_train_batch_size": batch, "dropout_multiplier": 0.5}
+    from hf_ulmfit.recipe import few_label_schedule
+
+    paper_sized = {"num_train_epochs": 6, "per_device_train_batch_size": 64, "dropout_multiplier": 0.5}
+    return few_label_schedule(labels_of(task)) or paper_sized
 
 
 def stage3_grid(task: str) -> list[dict]:
     return [
         {"learning_rate": learning_rate, **schedule}
-        for schedule in ({}, scaled_schedule(task))
+        for schedule in (PAPER_SCHEDULE, scaled_schedule(task))
         for learning_rate in (1e-2, 2e-2)
     ]
+
+
+def stage3_schedule(method: str, task: str) -> str | None:
+    """The stage-3 schedule a method's classifiers train with: "tuned" (chosen on held-out labels), "few-label"
+    (the package's defaults on up to 1,000 labels) or "paper" (batch 64, 6 epochs: the defaults above 1,000, and
+    every default before the few-label schedule existed); None for a method without a stage 3 of ours."""
+    from hf_ulmfit.recipe import few_label_schedule
+
+    if method == "ulmfit_tuned":
+        return "tuned"
+    if method not in (*NEURAL_METHODS, "ulmfit_bidirectional"):
+        return None
+    return "few-label" if few_label_schedule(labels_of(task)) else "paper"
 
 
 def validation_share(task: str) -> float:
@@ -683,6 +702,7 @@ def run(args: argparse.Namespace) -> None:
                 record["stage2_docs"] = (
                     args.imdb_lm_docs if corpus_of(task) == "imdb" and uses_stage2 else None
                 )
+                record["stage3_schedule"] = stage3_schedule(method, task)
                 if run_key(record) in done:
                     continue
                 started = time.time()
@@ -707,8 +727,10 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_key(record: dict) -> tuple:
-    """What identifies a run: the task, method and seed, the stage-1 LM and the stage-2 budget."""
-    return tuple(record.get(k) for k in ("task", "method", "seed", "stage1_lm", "stage2_docs"))
+    """What identifies a run: the task, method and seed, the stage-1 LM, the stage-2 budget and the stage-3
+    schedule."""
+    keys = ("task", "method", "seed", "stage1_lm", "stage2_docs", "stage3_schedule")
+    return tuple(record.get(k) for k in keys)
 
 
 def read_results(path: Path) -> list[dict]:
@@ -728,7 +750,7 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
         for m, s, n in zip(cells["mean"], cells["std"], cells["count"])
     ]
     table = cells.pivot(index="method", columns="task", values="cell")
-    order = [m for m in METHODS if m in table.index]
+    order = sorted(table.index, key=lambda method: (METHODS.index(method.split(" ")[0]), method))
     return table.loc[order, [t for t in TASKS if t in table.columns]].fillna("")
 
 
@@ -760,10 +782,19 @@ def main_runs(results: list[dict], stage1_lm: str, stage2_docs: int) -> list[dic
     ]
 
 
+def reported_method(record: dict) -> str:
+    """A record's row in the tables and plots: its method, marked with its stage-3 schedule where that is not the
+    one the method trains with now (ulmfit before the few-label schedule became the package's default: "ulmfit
+    (paper schedule)")."""
+    current = stage3_schedule(record["method"], record["task"])
+    ran = record.get("stage3_schedule", current)
+    return record["method"] if ran == current else f"{record['method']} ({ran} schedule)"
+
+
 def report(args: argparse.Namespace) -> None:
     work_dir = Path(args.work_dir)
     files = [Path(f) for f in args.results] if args.results else [work_dir / "results.jsonl"]
-    everything = [record for path in files for record in read_results(path)]
+    everything = [{**r, "method": reported_method(r)} for path in files for r in read_results(path)]
     results = main_runs(everything, args.stage1_lm, args.imdb_lm_docs)
     if not results:
         raise SystemExit(f"No results from {args.stage1_lm} in {[str(f) for f in files]}: run first.")
@@ -828,7 +859,7 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = pd.DataFrame([r for r in results if r["task"] == task and r["method"] == "ulmfit"])
+    runs = pd.DataFrame([r for r in results if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS])
     if runs.empty or "stage1_tokens" not in runs:
         return
     main_budget = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
@@ -843,9 +874,10 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
         return
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
     for ax, (frame, column, what) in zip(axes[0], panels):
-        stats = frame.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
-        ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3,
-                    label=f"ulmfit, {task_label(task)}")  # fmt: skip
+        for method, of_method in frame.groupby("method"):
+            stats = of_method.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
+            ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], marker="o",
+                        capsize=3, label=f"{method}, {task_label(task)}")  # fmt: skip
         ax.set_xlabel(f"{what}, millions")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")

@@ -4,6 +4,7 @@ stage reads (several training files, extra columns, padding on either side)."""
 import copy
 import dataclasses
 import json
+import math
 import os
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from hf_ulmfit.cli import parse_stage_arguments
 from hf_ulmfit.cpu import cpu_has_native_bf16
 from hf_ulmfit.data_files import DataArguments, load_texts
 from hf_ulmfit.pretrained import PRETRAINED_ROOT, SHIPPED_MODELS, pretrained_path, resolve_model_name
-from hf_ulmfit.recipe import stage_defaults
+from hf_ulmfit.recipe import SCHEDULE_FIELDS, few_label_schedule, stage_defaults
 from hf_ulmfit.stages import finetune_language_model, pretrain, stage_arguments, train_classifier
 
 QUICK = {
@@ -255,3 +256,68 @@ def test_a_resumed_pretrain_keeps_the_tokenizer_of_its_checkpoint(tmp_path):
     pretrain(vocab_size=280, max_steps=4, resume_from_checkpoint="true", **common)
     assert AutoTokenizer.from_pretrained(tmp_path / "lm").get_vocab() == first
     assert len(first) == 300  # a tokenizer trained anew would have 280
+
+
+# -- the few-label schedule ---------------------------------------------------------------------------------
+
+
+def test_few_label_schedule_gives_small_training_sets_more_steps_than_the_paper():
+    """Up to 1,000 examples the schedule trains more steps than the paper's batch 64 and 6 epochs (at least
+    twice as many from 100 examples); above, the paper's schedule stands."""
+    paper = stage_defaults("train-classifier")
+    for size in (10, 100, 101, 500, 1000):
+        schedule = few_label_schedule(size)
+        steps = math.ceil(size / schedule["per_device_train_batch_size"]) * schedule["num_train_epochs"]
+        paper_steps = math.ceil(size / paper["per_device_train_batch_size"]) * paper["num_train_epochs"]
+        assert steps > paper_steps * (2 if size >= 100 else 1) and schedule["dropout_multiplier"] < 1
+    assert few_label_schedule(1001) is None and few_label_schedule(25000) is None
+    assert set(few_label_schedule(100)) <= set(SCHEDULE_FIELDS)
+
+
+@pytest.mark.parametrize(
+    "flags, values, expected",
+    [
+        ([], {}, True),
+        (["--learning_rate", "2e-2"], {"learning_rate": 2e-2}, True),
+        (["--num_train_epochs", "3"], {"num_train_epochs": 3}, False),
+        (["--per_device_train_batch_size=8"], {"per_device_train_batch_size": 8}, False),
+        (["--dropout_multiplier", "0.3"], {"dropout_multiplier": 0.3}, False),
+        (["--max_steps", "50"], {"max_steps": 50}, False),
+        (["--few_label_schedule", "false"], {"few_label_schedule": False}, False),
+        (
+            ["--num_train_epochs", "3", "--few_label_schedule", "true"],
+            {"num_train_epochs": 3, "few_label_schedule": True},
+            True,
+        ),
+    ],
+)
+def test_giving_a_schedule_value_turns_the_few_label_schedule_off(flags, values, expected, tmp_path):
+    """The same rule on the command line and in Python: a value the schedule sets, given by the user, means the
+    user chooses the schedule; ``few_label_schedule`` given explicitly wins."""
+    required = ["--model_name_or_path", "lm", "--train_file", "t.csv", "--output_dir", str(tmp_path)]
+    assert parse_stage_arguments("train-classifier", required + flags)[2].few_label_schedule is expected
+    assert stage_arguments("train-classifier", output_dir="out", **values)[2].few_label_schedule is expected
+    assert "few_label_schedule" not in stage_defaults("finetune-lm")  # a classifier-stage default only
+
+
+@pytest.mark.parametrize("few_label", [True, False])
+def test_few_labels_train_with_the_few_label_schedule(few_label, lm_dir, labelled, tmp_path):
+    """24 labelled reviews: batch 16 for 10 epochs (20 steps) with half the dropouts, against the paper's batch
+    64 for 6 epochs (6 steps); the trainer's own state and the saved config say which ran."""
+    quick = {k: v for k, v in QUICK.items() if k not in SCHEDULE_FIELDS}
+    train_classifier(
+        model_name_or_path=str(lm_dir),
+        train_file=str(labelled / "train.parquet"),
+        validation_file=str(labelled / "test.parquet"),
+        output_dir=str(tmp_path),
+        few_label_schedule=few_label,
+        eval_strategy="no",
+        **quick,
+    )
+    state = json.loads((tmp_path / "trainer_state.json").read_text())
+    config = json.loads((tmp_path / "config.json").read_text())
+    batch, epochs, multiplier = (16, 10, 0.5) if few_label else (64, 6, 1.0)
+    assert (state["train_batch_size"], state["global_step"]) == (batch, math.ceil(24 / batch) * epochs)
+    assert config["output_dropout"] == pytest.approx(
+        AWDLSTMConfig.for_classifier().output_dropout * multiplier
+    )

@@ -54,7 +54,13 @@ STAGE_HELP = {
         "model": _MODEL,
         "data": [*_DATA[:2], "label_column_name", *_DATA[2:]],
         "training": _TRAINING,
-        "ULMFiT": [*_ULMFIT, "gradual_unfreezing", "unfreeze_every_n_epochs", "freeze_encoder"],
+        "ULMFiT": [
+            *_ULMFIT,
+            "gradual_unfreezing",
+            "unfreeze_every_n_epochs",
+            "few_label_schedule",
+            "freeze_encoder",
+        ],
     },
 }
 
@@ -185,9 +191,15 @@ def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
     if "-h" in argv or "--help" in argv:
         print(stage_help(parser, command))
         raise SystemExit(0)
-    if parser.parse_known_args(argv)[0].freeze_encoder:  # the recipe without gradual unfreezing
-        parser.set_defaults(**stage_defaults(command, freeze_encoder=True))
+    freeze_encoder = parser.parse_known_args(argv)[0].freeze_encoder  # the recipe without gradual unfreezing
+    parser.set_defaults(**stage_defaults(command, freeze_encoder, given=given_fields(parser, argv)))
     return _parse(parser, argv)
+
+
+def given_fields(parser: "HfArgumentParser", argv: list[str]) -> set[str]:
+    """The fields whose flags ``argv`` holds (``--flag value``, ``--flag=value`` or ``--no_flag``)."""
+    fields = {option: action.dest for action in parser._actions for option in action.option_strings}
+    return {fields[item.split("=", 1)[0]] for item in argv if item.split("=", 1)[0] in fields}
 
 
 def stage_help(parser: "HfArgumentParser", command: str) -> str:

@@ -36,7 +36,7 @@ from .errors import UsageError
 from .metrics import compute_classification_metrics
 from .modeling_awd_lstm import AWDLSTMForCausalLM, AWDLSTMForSequenceClassification
 from .pretrained import resolve_model_name
-from .recipe import stage_defaults
+from .recipe import few_label_schedule, stage_defaults
 from .tokenization_awd_lstm import check_text, train_tokenizer
 from .trainer import ULMFiTTrainer, last_complete_checkpoint
 from .training_args import ULMFiTTrainingArguments
@@ -100,7 +100,8 @@ def stage_arguments(stage: str, **values) -> tuple[ModelArguments, DataArguments
     recipe's defaults (``hf_ulmfit.recipe``), then ``values`` by field name, e.g.
     ``stage_arguments("train-classifier", model_name_or_path="lm", train_file="train.csv", output_dir="out")``.
     These are the defaults ``hf-ulmfit STAGE`` starts from, too."""
-    values = {**stage_defaults(stage, freeze_encoder=bool(values.get("freeze_encoder"))), **values}
+    defaults = stage_defaults(stage, freeze_encoder=bool(values.get("freeze_encoder")), given=values)
+    values = {**defaults, **values}
     classes = (ModelArguments, DataArguments, ULMFiTTrainingArguments)
     known = {name: cls for cls in classes for name in cls.__dataclass_fields__}
     unknown = [name for name in values if name not in known]
@@ -186,6 +187,7 @@ def train_classifier(model_args=None, data_args=None, training_args=None, **argu
     check_direction(source, model_args)
     set_seed(training_args.seed)  # the new head's initial weights
     raw = load_texts(data_args, needs_labels=True)
+    model_args, training_args = _schedule_for_size(model_args, training_args, len(raw["train"]))
     tokenizer = _tokenizer(model_args, source)
     labels = label_names(raw, data_args.label_column_name)
     label2id = {label: index for index, label in enumerate(labels)}
@@ -307,6 +309,31 @@ def _classifier_from(source: str, **config) -> AWDLSTMForSequenceClassification:
             [k for k in missing if k not in new_head],
         )
     return model
+
+
+def _schedule_for_size(
+    model_args: ModelArguments, training_args: ULMFiTTrainingArguments, num_examples: int
+) -> tuple[ModelArguments, ULMFiTTrainingArguments]:
+    """The classifier's arguments with the recipe's few-label schedule (batch size, epochs, dropout multiplier)
+    for ``num_examples`` training examples, where ``few_label_schedule`` asks for it and the set is small."""
+    schedule = few_label_schedule(num_examples) if training_args.few_label_schedule else None
+    if schedule is None:
+        return model_args, training_args
+    dropout_multiplier = schedule.pop("dropout_multiplier")
+    logger.info(
+        "%d training examples: the recipe's few-label schedule, batch %d, %d epochs, dropouts x%g "
+        "(--few_label_schedule false, or any of these set by you, keeps batch %d and %g epochs)",
+        num_examples,
+        schedule["per_device_train_batch_size"],
+        schedule["num_train_epochs"],
+        dropout_multiplier,
+        training_args.per_device_train_batch_size,
+        training_args.num_train_epochs,
+    )
+    return (
+        dataclasses.replace(model_args, dropout_multiplier=dropout_multiplier),
+        dataclasses.replace(training_args, **schedule),
+    )
 
 
 def _resumed_checkpoint(training_args: ULMFiTTrainingArguments) -> str | None:

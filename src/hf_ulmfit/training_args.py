@@ -20,6 +20,9 @@ class ULMFiTTrainingArguments(TrainingArguments):
     what each epoch of training sees (windows and order, redrawn per epoch from ``seed``), not which texts are read;
     the stages pass them to the ``LanguageModelStream`` they build.
 
+    ``few_label_schedule`` lets the classifier stage choose its batch size, epochs and dropout multiplier from
+    the size of the training set (``hf_ulmfit.recipe.few_label_schedule``) once the data is read.
+
     ``freeze_encoder`` trains a classifier's head only, on the features of the encoder it was loaded with (the
     feature-extraction alternative to fine-tuning); ``ULMFiTTrainer`` freezes the encoder and leaves it out of the
     optimizer. It excludes ``gradual_unfreezing``.
@@ -65,6 +68,16 @@ class ULMFiTTrainingArguments(TrainingArguments):
             "LSTMs) stays bit-identical to the one loaded: it is left out of the optimizer, so not even weight "
             "decay moves it; the head's BatchNorm statistics still update. Gradual unfreezing does not apply: "
             "the recipe's is turned off, and asking for both is an error."
+        },
+    )
+    few_label_schedule: bool = field(
+        default=False,
+        metadata={
+            "help": "Classifier stage: with at most 1,000 training examples, replace the batch size, epochs and "
+            "dropout multiplier by the recipe's few-label schedule (batch 16, 10 epochs up to 100 examples; "
+            "batch 32, 8 epochs up to 1,000; dropouts x0.5): 70 steps for 100 examples where the paper's batch "
+            "64 and 6 epochs give 12. On in train-classifier's recipe unless --per_device_train_batch_size, "
+            "--num_train_epochs, --max_steps or --dropout_multiplier is given."
         },
     )
     variable_bptt: bool = field(
