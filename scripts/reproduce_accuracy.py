@@ -838,11 +838,13 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
         return
     frame["labels"] = frame["task"].map(labels_of)
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
-    for method in [m for m in PLOTTED_METHODS if m in set(frame["method"])]:
+    for index, method in enumerate(PLOTTED_METHODS):
+        if method not in set(frame["method"]):
+            continue
         stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
-        axes.errorbar(
-            stats.index, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3, label=method
-        )
+        style = {"color": f"C{index % 10}", "linestyle": "-" if index < 10 else "--"}  # one look per method
+        axes.errorbar(stats.index, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3,
+                      label=method, **style)  # fmt: skip
     axes.set_xscale("log")
     axes.set_xlabel("labelled training examples")
     axes.set_ylabel("test accuracy (%)")
