@@ -125,9 +125,10 @@ PAPER_SCHEDULE = {"few_label_schedule": False}
 
 
 def scaled_schedule(task: str) -> dict:
-    from hf_ulmfit.recipe import few_label_schedule
+    from hf_ulmfit.recipe import SCHEDULE_FIELDS, few_label_schedule, stage_defaults
 
-    paper_sized = {"num_train_epochs": 6, "per_device_train_batch_size": 64, "dropout_multiplier": 0.5}
+    paper = stage_defaults("train-classifier")
+    paper_sized = {**{k: paper[k] for k in SCHEDULE_FIELDS if k in paper}, "dropout_multiplier": 0.5}
     return few_label_schedule(labels_of(task)) or paper_sized
 
 
@@ -451,9 +452,11 @@ def select_stage3(task: str, campaign: Campaign) -> dict:
         with scores_file.open("a") as f:
             f.write(json.dumps({"setting": setting, **metrics}) + "\n")
         logger.info("%s selection: %s scores %.4f on held-out labels", task, setting, metrics["accuracy"])
-    accuracy = {json.dumps(r["setting"]): r["accuracy"] for r in read_results(scores_file)}
-    best = max(grid, key=lambda setting: accuracy[json.dumps(setting)])  # first of equals
-    logger.info("%s: stage 3 with %s (held-out accuracy %.4f)", task, best, accuracy[json.dumps(best)])
+    accuracy = {json.dumps(r["setting"], sort_keys=True): r["accuracy"] for r in read_results(scores_file)}
+    best = max(grid, key=lambda setting: accuracy[json.dumps(setting, sort_keys=True)])  # first of equals
+    logger.info(
+        "%s: stage 3 with %s (held-out accuracy %.4f)", task, best, accuracy[json.dumps(best, sort_keys=True)]
+    )
     return best
 
 
@@ -838,8 +841,9 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
         return
     frame["labels"] = frame["task"].map(labels_of)
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    present = set(frame["method"])
     for index, method in enumerate(PLOTTED_METHODS):
-        if method not in set(frame["method"]):
+        if method not in present:
             continue
         stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
         style = {"color": f"C{index % 10}", "linestyle": "-" if index < 10 else "--"}  # one look per method
