@@ -329,7 +329,9 @@ def tokens_seen(lm_dir: Path) -> int | None:
 
 
 def random_lm(campaign: Campaign) -> Path:
-    """The Wikipedia LM's architecture and tokenizer with fresh random weights: the from-scratch baseline."""
+    """The Wikipedia LM's architecture and tokenizer with fresh random weights: the from-scratch baseline, and,
+    passed as ``--pretrained_lm``, the stage-1 compute study's point at zero tokens (the paper's "without
+    pretraining", Table 4)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -340,6 +342,7 @@ def random_lm(campaign: Campaign) -> Path:
         torch.manual_seed(0)
         AWDLSTMForCausalLM(AWDLSTMConfig.from_pretrained(campaign.pretrained_dir)).save_pretrained(output)
         AutoTokenizer.from_pretrained(campaign.pretrained_dir).save_pretrained(output)
+    (output / "measurements.json").write_text(json.dumps({"training": {"tokens_seen": 0}}))
     return output
 
 
