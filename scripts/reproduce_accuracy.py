@@ -342,7 +342,7 @@ def random_lm(campaign: Campaign) -> Path:
         torch.manual_seed(0)
         AWDLSTMForCausalLM(AWDLSTMConfig.from_pretrained(campaign.pretrained_dir)).save_pretrained(output)
         AutoTokenizer.from_pretrained(campaign.pretrained_dir).save_pretrained(output)
-    (output / "measurements.json").write_text(json.dumps({"training": {"tokens_seen": 0}}))
+        (output / "measurements.json").write_text(json.dumps({"training": {"tokens_seen": 0}}))
     return output
 
 
