@@ -28,7 +28,8 @@ Tasks (data from ../shared/data, see its README), named CORPUS-LABELS:
 
 Methods:
   ulmfit          stage 3 from the task-fine-tuned LM with the package's defaults, untuned (hf_ulmfit.recipe:
-                  lr 1e-2, batch 64, 6 epochs): discriminative rates, STLR, gradual unfreezing
+                  lr 1e-2, the few-label schedule up to 1,000 labels, batch 64 and 6 epochs above):
+                  discriminative rates, STLR, gradual unfreezing
   ulmfit_tuned    ... with its learning rate and schedule chosen on held-out training labels: every
                   setting of stage3_grid is trained on seed 0's labels less a validation share and scored on that
                   share (WORK_DIR/selection/TASK.jsonl); the best one then trains on all the labels of each seed
