@@ -36,6 +36,9 @@ Methods:
   no_discr        ... with one learning rate for every layer group (Table 7, "Freez + stlr")
   no_stlr         ... with a constant learning rate instead of STLR (Table 7, "Freez + discr")
   no_unfreeze     full fine-tuning: every layer group trained from the first step (Table 7, "Full + discr + stlr")
+  half_dropout    ... with half the paper's dropouts at every label count: the few-label schedule (which halves
+                  them already) up to 1,000 labels, the paper's batch 64 and 6 epochs with dropouts x0.5 above
+  half_dropout_no_unfreeze  half_dropout with every layer group trained from the first step
   frozen_head     feature extraction, trained: the stage-2 encoder frozen, only the head trained
                   (``train-classifier --freeze_encoder``)
   features_lr     feature extraction, fitted: logistic regression (C by 3-fold CV) on the concat-pooled document
@@ -81,6 +84,8 @@ NEURAL_METHODS = (
     "no_discr",
     "no_stlr",
     "no_unfreeze",
+    "half_dropout",
+    "half_dropout_no_unfreeze",
     "frozen_head",
     "no_lm_finetune",
     "scratch",
@@ -362,6 +367,8 @@ def method_setup(method: str, campaign: Campaign, task: str) -> tuple[Path, dict
         "no_discr": {"discriminative_lr_factor": 1.0},
         "no_stlr": {"ulmfit_lr_scheduler": "transformers", "lr_scheduler_type": "constant"},
         "no_unfreeze": {"gradual_unfreezing": False},
+        "half_dropout": scaled_schedule(task),
+        "half_dropout_no_unfreeze": {**scaled_schedule(task), "gradual_unfreezing": False},
         "frozen_head": {"freeze_encoder": True},
     }[method]
     return lm, changes
@@ -850,9 +857,15 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
         if method not in present:
             continue
         stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
-        style = {"color": f"C{index % 10}", "linestyle": "-" if index < 10 else "--"}  # one look per method
-        axes.errorbar(stats.index, 100 * stats["mean"], yerr=100 * stats["std"], marker="o", capsize=3,
-                      label=method, **style)  # fmt: skip
+        # one look per method: the colour cycle's ten colours, then dashed lines and square markers
+        style = {
+            "color": f"C{index % 10}",
+            "linestyle": "-" if index < 10 else "--",
+            "marker": "o" if index < 10 else "s",
+        }
+        axes.errorbar(
+            stats.index, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=method, **style
+        )
     axes.set_xscale("log")
     axes.set_xlabel("labelled training examples")
     axes.set_ylabel("test accuracy (%)")
