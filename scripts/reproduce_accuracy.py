@@ -28,17 +28,16 @@ Tasks (data from ../shared/data, see its README), named CORPUS-LABELS:
 
 Methods:
   ulmfit          stage 3 from the task-fine-tuned LM with the package's defaults, untuned (hf_ulmfit.recipe:
-                  lr 1e-2, the few-label schedule up to 1,000 labels, batch 64 and 6 epochs above):
-                  discriminative rates, STLR, gradual unfreezing
+                  lr 1e-2, discriminative rates, STLR, half the paper's dropouts, every layer group trained from
+                  the first step, the few-label schedule up to 1,000 labels and batch 64 / 6 epochs above)
   ulmfit_tuned    ... with its learning rate and schedule chosen on held-out training labels: every
                   setting of stage3_grid is trained on seed 0's labels less a validation share and scored on that
                   share (WORK_DIR/selection/TASK.jsonl); the best one then trains on all the labels of each seed
-  no_discr        ... with one learning rate for every layer group (Table 7, "Freez + stlr")
-  no_stlr         ... with a constant learning rate instead of STLR (Table 7, "Freez + discr")
-  no_unfreeze     full fine-tuning: every layer group trained from the first step (Table 7, "Full + discr + stlr")
-  half_dropout    ... with half the paper's dropouts at every label count: the few-label schedule (which halves
-                  them already) up to 1,000 labels, the paper's batch 64 and 6 epochs with dropouts x0.5 above
-  half_dropout_no_unfreeze  half_dropout with every layer group trained from the first step
+  gradual_unfreezing  ... with the paper's gradual unfreezing, one more group per epoch from the top (Table 7)
+  paper_dropouts  ... with the paper's dropouts instead of half of them
+  paper_recipe    the paper's stage 3 exactly: batch 64, 6 epochs, its dropouts, gradual unfreezing
+  no_discr        ... with one learning rate for every layer group (Table 7, "Full + stlr")
+  no_stlr         ... with a constant learning rate instead of STLR (Table 7, "Full + discr")
   frozen_head     feature extraction, trained: the stage-2 encoder frozen, only the head trained
                   (``train-classifier --freeze_encoder``)
   features_lr     feature extraction, fitted: logistic regression (C by 3-fold CV) on the concat-pooled document
@@ -60,6 +59,7 @@ Methods:
 """
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -81,11 +81,11 @@ NEURAL_METHODS = (
     "ulmfit",
     "ulmfit_backward",
     "ulmfit_tuned",
+    "gradual_unfreezing",
+    "paper_dropouts",
+    "paper_recipe",
     "no_discr",
     "no_stlr",
-    "no_unfreeze",
-    "half_dropout",
-    "half_dropout_no_unfreeze",
     "frozen_head",
     "no_lm_finetune",
     "scratch",
@@ -97,14 +97,14 @@ WITHOUT_STAGE2 = ("tfidf", "minilm", "setfit", "scratch", "no_lm_finetune")
 # The members of the bidirectional ensemble (forward, backward), whose classifiers keep their weights.
 ENSEMBLE_MEMBERS = ("ulmfit", "ulmfit_backward")
 # The lines of the accuracy-against-labels plots (the ablations are in the table only).
-PLOTTED_METHODS = ("ulmfit", "ulmfit (paper schedule)", "ulmfit_bidirectional", "ulmfit_tuned", "no_unfreeze",
+PLOTTED_METHODS = ("ulmfit", "paper_recipe", "gradual_unfreezing", "ulmfit_bidirectional", "ulmfit_tuned",
                    "frozen_head", "features_lr", "scratch", "tfidf", "minilm", "setfit", "fastai")  # fmt: skip
 
 
 # The tasks of the compute study: accuracy against the tokens each stage saw, by ulmfit with the package's
-# defaults of the time.
+# defaults of the time (reported under the names of what they were since).
 COMPUTE_STUDY_TASKS = ("imdb-1000", "trec-5452")
-COMPUTE_STUDY_METHODS = ("ulmfit", "ulmfit (paper schedule)")
+COMPUTE_STUDY_METHODS = ("ulmfit", "gradual_unfreezing", "paper_recipe")
 
 
 def corpus_of(task: str) -> str:
@@ -122,41 +122,136 @@ def task_label(task: str) -> str:
     )
 
 
-# ulmfit and its ablations train stage 3 with the package's defaults (hf_ulmfit.recipe: lr 1e-2, gradual
-# unfreezing, and the schedule the training set's size gets: the few-label schedule up to 1,000 labels, the paper's
-# batch 64 and 6 epochs above). ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training set
-# (the paper's schedule first: it wins ties): two learning rates, and the paper's schedule or one scaled to the
-# labels (the recipe's few-label schedule; above 1,000 labels the paper's batch and epochs with half the dropout).
+# Stage 3 of ulmfit and its variants is the package's defaults (hf_ulmfit.recipe) plus the method's changes.
+# The recipe's classifier settings changed twice during the campaign, so each record names the generation its
+# stage 3 ran under ("stage3_schedule") and is reported as what it was:
+#   paper      the paper's stage 3 at every label count: batch 64, 6 epochs, its dropouts, gradual unfreezing
+#   few-label  up to 1,000 labels batch 16 for 10 epochs (100 labels) or 32 for 8 (1,000) with half the dropouts,
+#              the paper's above; gradual unfreezing
+#   measured   the recipe now: the few-label batches and epochs, half the dropouts at every label count, every
+#              layer group trained from the first step
+RECIPE = "measured"
+# What tells the generations apart, and its value in the paper's stage 3.
+PAPER_STAGE3 = {
+    "per_device_train_batch_size": 64,
+    "num_train_epochs": 6,
+    "dropout_multiplier": 1.0,
+    "gradual_unfreezing": True,
+}
+METHOD_CHANGES = {
+    "ulmfit": {},
+    "ulmfit_backward": {},
+    "ulmfit_bidirectional": {},  # the ensemble of the two above
+    "gradual_unfreezing": {"gradual_unfreezing": True},
+    "paper_dropouts": {"dropout_multiplier": 1.0},
+    "paper_recipe": {"few_label_schedule": False, "dropout_multiplier": 1.0, "gradual_unfreezing": True},
+    "no_discr": {"discriminative_lr_factor": 1.0},
+    "no_stlr": {"ulmfit_lr_scheduler": "transformers", "lr_scheduler_type": "constant"},
+    "frozen_head": {"freeze_encoder": True},
+    "no_lm_finetune": {},
+    "scratch": {"discriminative_lr_factor": 1.0, "gradual_unfreezing": False},
+}
+# Methods of earlier generations, kept to report their records: their changes to the defaults of their time.
+RETIRED_METHOD_CHANGES = {
+    "no_unfreeze": {"gradual_unfreezing": False},
+    "half_dropout": {"dropout_multiplier": 0.5},
+    "half_dropout_no_unfreeze": {"dropout_multiplier": 0.5, "gradual_unfreezing": False},
+}
+# The methods that differ from ulmfit in the settings above only: a record of one is reported as whichever of the
+# current ones ran the same stage 3.
+SCHEDULE_VARIANTS = ("ulmfit", "gradual_unfreezing", "paper_dropouts", "paper_recipe")
+# ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training set (the first setting wins
+# ties): two learning rates, with the recipe's schedule and, where it differs, the paper's batch 64 and 6 epochs.
 PAPER_SCHEDULE = {"few_label_schedule": False}
 
 
-def scaled_schedule(task: str) -> dict:
-    from hf_ulmfit.recipe import SCHEDULE_FIELDS, few_label_schedule, stage_defaults
-
-    paper = stage_defaults("train-classifier")
-    paper_sized = {**{k: paper[k] for k in SCHEDULE_FIELDS if k in paper}, "dropout_multiplier": 0.5}
-    return few_label_schedule(labels_of(task)) or paper_sized
-
-
 def stage3_grid(task: str) -> list[dict]:
+    from hf_ulmfit.recipe import few_label_schedule
+
+    schedules = (PAPER_SCHEDULE, {}) if few_label_schedule(labels_of(task)) else ({},)
     return [
         {"learning_rate": learning_rate, **schedule}
-        for schedule in (PAPER_SCHEDULE, scaled_schedule(task))
+        for schedule in schedules
         for learning_rate in (1e-2, 2e-2)
     ]
 
 
-def stage3_schedule(method: str, task: str) -> str | None:
-    """The stage-3 schedule a method's classifiers train with: "tuned" (chosen on held-out labels), "few-label"
-    (the package's defaults on up to 1,000 labels) or "paper" (batch 64, 6 epochs: the defaults above 1,000, and
-    every default before the few-label schedule existed); None for a method without a stage 3 of ours."""
+@functools.cache
+def recipe_settings(generation: str, labels: int) -> dict:
+    """The classifier's batch size, epochs, dropout multiplier and gradual unfreezing under a generation of the
+    package's recipe, for a training set of ``labels`` examples."""
     from hf_ulmfit.recipe import few_label_schedule
+    from hf_ulmfit.stages import stage_arguments
 
+    few_label = few_label_schedule(labels) or {}
+    if generation == "paper":
+        return dict(PAPER_STAGE3)
+    if generation == "few-label":
+        return {**PAPER_STAGE3, **few_label, **({"dropout_multiplier": 0.5} if few_label else {})}
+    if generation != RECIPE:
+        raise ValueError(f"Unknown stage-3 generation {generation!r}")
+    model_args, _, training_args = stage_arguments("train-classifier", output_dir="unused")
+    now = {key: getattr(training_args, key) for key in PAPER_STAGE3 if key != "dropout_multiplier"}
+    return {**now, "dropout_multiplier": model_args.dropout_multiplier, **few_label}
+
+
+def stage3_settings(method: str, task: str, generation: str = RECIPE) -> dict:
+    """What of ``PAPER_STAGE3`` a method's classifiers train with under a generation of the recipe; for
+    ulmfit_tuned, whose selection chooses the rest, only gradual unfreezing."""
+    settings = dict(recipe_settings(generation, labels_of(task)))
     if method == "ulmfit_tuned":
-        return "tuned"
-    if method not in (*NEURAL_METHODS, "ulmfit_bidirectional"):
-        return None
-    return "few-label" if few_label_schedule(labels_of(task)) else "paper"
+        return {"gradual_unfreezing": settings["gradual_unfreezing"]}
+    changes = METHOD_CHANGES.get(method, RETIRED_METHOD_CHANGES.get(method, {}))
+    if changes.get("few_label_schedule") is False:
+        settings.update(
+            {key: PAPER_STAGE3[key] for key in ("per_device_train_batch_size", "num_train_epochs")}
+        )
+    settings.update({key: value for key, value in changes.items() if key in settings})
+    if changes.get("freeze_encoder"):
+        settings["gradual_unfreezing"] = False
+    return settings
+
+
+def stage3_generation(record: dict) -> str | None:
+    """The generation of the recipe a record's stage 3 ran under (None: no stage 3 of ours). ulmfit_tuned, marked
+    "tuned", ran under the few-label generation only."""
+    generation = record.get("stage3_schedule")
+    return "few-label" if generation == "tuned" else generation
+
+
+def reported_method(record: dict) -> str:
+    """A record's row in the tables and plots: its method where its stage 3 is the one the method trains now; else
+    the current method that trains the same stage 3 (ulmfit of the few-label generation is gradual_unfreezing
+    now); else the method with what differed ("no_discr (gradual unfreezing)")."""
+    method, task, generation = record["method"], record["task"], stage3_generation(record)
+    if generation is None:
+        return method
+    ran = stage3_settings(method, task, generation)
+    if method not in RETIRED_METHOD_CHANGES and ran == stage3_settings(method, task):
+        return method
+    if method in (*SCHEDULE_VARIANTS, *RETIRED_METHOD_CHANGES):
+        same = [variant for variant in SCHEDULE_VARIANTS if stage3_settings(variant, task) == ran]
+        if same:
+            return same[0]
+        method = "ulmfit"
+    return f"{method} ({settings_difference(ran, stage3_settings(method, task))})"
+
+
+def settings_difference(ran: dict, now: dict) -> str:
+    """What a record's stage 3 did otherwise than its method does now, in words."""
+    if ran == PAPER_STAGE3:
+        return "paper recipe"
+    parts = []
+    schedule = ("per_device_train_batch_size", "num_train_epochs")
+    if any(ran.get(key) != now.get(key) for key in schedule):
+        batch, epochs = (ran[key] for key in schedule)
+        parts.append("paper schedule" if (batch, epochs) == (64, 6) else f"batch {batch}, {epochs:g} epochs")
+    if ran.get("dropout_multiplier") != now.get("dropout_multiplier"):
+        multiplier = ran["dropout_multiplier"]
+        parts.append("paper dropouts" if multiplier == 1 else f"dropouts x{multiplier:g}")
+    if ran["gradual_unfreezing"] != now["gradual_unfreezing"]:
+        parts.append("gradual unfreezing" if ran["gradual_unfreezing"] else "every group from the start")
+    return ", ".join(parts)
 
 
 def validation_share(task: str) -> float:
@@ -355,27 +450,19 @@ def random_lm(campaign: Campaign) -> Path:
 def method_setup(method: str, campaign: Campaign, task: str) -> tuple[Path, dict]:
     """The LM a method starts from and how its stage 3 differs from the package's defaults."""
     if method == "scratch":
-        return random_lm(campaign), {"discriminative_lr_factor": 1.0, "gradual_unfreezing": False}
+        return random_lm(campaign), METHOD_CHANGES[method]
     if method == "no_lm_finetune":
-        return campaign.pretrained_dir, {}
+        return campaign.pretrained_dir, METHOD_CHANGES[method]
     lm = finetune_lm(campaign, corpus_of(task), backwards=method == "ulmfit_backward")
     if method == "ulmfit_tuned":
         return lm, select_stage3(task, campaign)
-    changes = {
-        "ulmfit": {},
-        "ulmfit_backward": {},
-        "no_discr": {"discriminative_lr_factor": 1.0},
-        "no_stlr": {"ulmfit_lr_scheduler": "transformers", "lr_scheduler_type": "constant"},
-        "no_unfreeze": {"gradual_unfreezing": False},
-        "half_dropout": scaled_schedule(task),
-        "half_dropout_no_unfreeze": {**scaled_schedule(task), "gradual_unfreezing": False},
-        "frozen_head": {"freeze_encoder": True},
-    }[method]
-    return lm, changes
+    return lm, METHOD_CHANGES[method]
 
 
 def classifier_dir(campaign: Campaign, task: str, method: str, seed: int) -> Path:
-    return campaign.work_dir / "classifiers" / f"{task}-{method}-s{seed}"
+    """Where a classifier's logs (and an ensemble member's weights) go; the generation in the name keeps the
+    earlier generations' logs."""
+    return campaign.work_dir / "classifiers" / f"{task}-{method}-{RECIPE}-s{seed}"
 
 
 def train_classifier(task: str, method: str, seed: int, campaign: Campaign) -> dict:
@@ -454,21 +541,30 @@ def select_stage3(task: str, campaign: Campaign) -> dict:
     scores_file = campaign.work_dir / "selection" / f"{task}.jsonl"
     scores_file.parent.mkdir(parents=True, exist_ok=True)
     grid = stage3_grid(task)
-    scored = [record["setting"] for record in read_results(scores_file)]
+    current = [record for record in read_results(scores_file) if selection_generation(record) == RECIPE]
     for index, setting in enumerate(grid):
-        if setting in scored:
+        if setting in [record["setting"] for record in current]:
             continue
-        output = campaign.work_dir / "classifiers" / f"{task}-select-{index}"
+        output = campaign.work_dir / "classifiers" / f"{task}-select-{RECIPE}-{index}"
         metrics = fit_classifier(start_from, fit_file, validation_file, output, 0, setting)
         with scores_file.open("a") as f:
-            f.write(json.dumps({"setting": setting, **metrics}) + "\n")
+            f.write(json.dumps({"setting": setting, "stage3_schedule": RECIPE, **metrics}) + "\n")
         logger.info("%s selection: %s scores %.4f on held-out labels", task, setting, metrics["accuracy"])
-    accuracy = {json.dumps(r["setting"], sort_keys=True): r["accuracy"] for r in read_results(scores_file)}
+    accuracy = {
+        json.dumps(r["setting"], sort_keys=True): r["accuracy"]
+        for r in read_results(scores_file)
+        if selection_generation(r) == RECIPE
+    }
     best = max(grid, key=lambda setting: accuracy[json.dumps(setting, sort_keys=True)])  # first of equals
     logger.info(
         "%s: stage 3 with %s (held-out accuracy %.4f)", task, best, accuracy[json.dumps(best, sort_keys=True)]
     )
     return best
+
+
+def selection_generation(record: dict) -> str:
+    """The recipe generation a held-out score was trained under (the first selections, unmarked: few-label)."""
+    return record.get("stage3_schedule", "few-label")
 
 
 def validation_split(data: Path, task: str) -> tuple[Path, Path]:
@@ -716,7 +812,9 @@ def run(args: argparse.Namespace) -> None:
                 record["stage2_docs"] = (
                     args.imdb_lm_docs if corpus_of(task) == "imdb" and uses_stage2 else None
                 )
-                record["stage3_schedule"] = stage3_schedule(method, task)
+                record["stage3_schedule"] = (
+                    RECIPE if method in METHOD_CHANGES or method == "ulmfit_tuned" else None
+                )
                 if run_key(record) in done:
                     continue
                 started = time.time()
@@ -741,10 +839,11 @@ def run(args: argparse.Namespace) -> None:
 
 
 def run_key(record: dict) -> tuple:
-    """What identifies a run: the task, method and seed, the stage-1 LM, the stage-2 budget and the stage-3
-    schedule."""
-    keys = ("task", "method", "seed", "stage1_lm", "stage2_docs", "stage3_schedule")
-    return tuple(record.get(k) for k in keys)
+    """What identifies a run: the task, the stage 3 it trained (``reported_method``), the seed, the stage-1 LM
+    and the stage-2 budget. A run whose stage 3 an earlier one trained already, under another method's name, is
+    not run again."""
+    keys = ("task", "seed", "stage1_lm", "stage2_docs")
+    return (reported_method(record), *(record.get(k) for k in keys))
 
 
 def read_results(path: Path) -> list[dict]:
@@ -769,11 +868,14 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
 
 
 def selection_table(folder: Path) -> pd.DataFrame:
-    """Held-out accuracy (%) of each stage-3 setting tried (rows) on each task (columns)."""
+    """Held-out accuracy (%) of each stage-3 setting tried (rows) on each task (columns); a setting tried under
+    an earlier generation of the recipe names it."""
     rows = {}
     for task in TASKS:
         for record in read_results(folder / f"{task}.jsonl"):
-            name = ", ".join(f"{key} {value:g}" for key, value in record["setting"].items())
+            name = ", ".join(f"{key} {value:g}" for key, value in record["setting"].items()) or "the defaults"
+            if selection_generation(record) != RECIPE:
+                name += f" ({selection_generation(record)} generation)"
             rows.setdefault(name, {})[task_label(task)] = f"{100 * record['accuracy']:.1f}"
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     table.index.name = "stage-3 setting"
@@ -794,15 +896,6 @@ def main_runs(results: list[dict], stage1_lm: str, stage2_docs: int) -> list[dic
         for r in results
         if r.get("stage1_lm", stage1_lm) == stage1_lm and r.get("stage2_docs") in (None, stage2_docs)
     ]
-
-
-def reported_method(record: dict) -> str:
-    """A record's row in the tables and plots: its method, marked with its stage-3 schedule where that is not the
-    one the method trains with now (ulmfit before the few-label schedule became the package's default: "ulmfit
-    (paper schedule)")."""
-    current = stage3_schedule(record["method"], record["task"])
-    ran = record.get("stage3_schedule", current)
-    return record["method"] if ran == current else f"{record['method']} ({ran} schedule)"
 
 
 def report(args: argparse.Namespace) -> None:
@@ -910,7 +1003,8 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
 
 def plot_learning_rates(trainer_state: Path, path: Path) -> None:
     """Each layer group's learning rate over a classifier run: discriminative rates under STLR, drawn solid where
-    the group trains and dotted while gradual unfreezing keeps it frozen."""
+    the group trains and dotted while gradual unfreezing (if the run's training_args.json asked for it) keeps it
+    frozen."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -926,7 +1020,13 @@ def plot_learning_rates(trainer_state: Path, path: Path) -> None:
     num_groups = len([key for key in logs[0] if key.startswith("learning_rate/group_")])
     names = ["embedding", *(f"LSTM {i}" for i in range(num_groups - 2)), "head"]
     steps = np.array([entry["step"] for entry in logs])
-    trainable = np.array([num_trainable_groups(entry["epoch"] - 1e-9, num_groups) for entry in logs])
+    unfreezes = json.loads(trainer_state.with_name("training_args.json").read_text())["gradual_unfreezing"]
+    trainable = np.array(
+        [
+            num_trainable_groups(entry["epoch"] - 1e-9, num_groups) if unfreezes else num_groups
+            for entry in logs
+        ]
+    )
     figure, axes = plt.subplots(figsize=(7, 4))
     for group in reversed(range(num_groups)):
         rates = np.array([entry[f"learning_rate/group_{group}"] for entry in logs])
@@ -936,7 +1036,10 @@ def plot_learning_rates(trainer_state: Path, path: Path) -> None:
     axes.set_yscale("log")
     axes.set_xlabel("optimizer step")
     axes.set_ylabel("learning rate")
-    axes.set_title("Classifier fine-tuning: discriminative STLR with gradual unfreezing (dotted: frozen)")
+    axes.set_title(
+        "Classifier fine-tuning: discriminative STLR"
+        + (" with gradual unfreezing (dotted: frozen)" if unfreezes else ", every group from the start")
+    )
     axes.title.set_fontsize(9)
     save_figure(figure, axes, path)
 

@@ -168,7 +168,7 @@ def _classifier_argv(root: Path) -> list[str]:
         "train-classifier", "--model_name_or_path", str(root / "lm"), "--output_dir", str(root / "classifier"),
         "--train_file", str(root / "train.csv"), "--validation_file", str(root / "valid.csv"),
         "--text_column_name", "review", "--label_column_name", "sentiment", "--num_train_epochs", "2",
-        "--weight_decay", "0.1", "--learning_rate", "1e-2", "--save_strategy", "no", "--bf16", "true",
+        "--gradual_unfreezing", "true", "--weight_decay", "0.1", "--learning_rate", "1e-2", "--save_strategy", "no", "--bf16", "true",
         "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "4", *COMMON,
     ]  # fmt: skip
 

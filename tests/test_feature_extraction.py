@@ -257,19 +257,18 @@ def test_freeze_encoder_contradicts_gradual_unfreezing_and_needs_a_classifier(tm
         ULMFiTTrainer(model=lm, args=training_args(tmp_path, freeze_encoder=True))
 
 
-def test_freeze_encoder_turns_the_recipes_gradual_unfreezing_off_unless_asked_for(tmp_path):
+def test_freeze_encoder_fits_the_recipe_and_refuses_gradual_unfreezing(tmp_path):
+    """The recipe trains every group from the start, so --freeze_encoder needs nothing turned off; asking for
+    gradual unfreezing as well is an error, in Python and on the command line."""
     out = ["--output_dir", str(tmp_path)]
-    assert stage_arguments("train-classifier", output_dir="o")[2].gradual_unfreezing is True
     frozen = stage_arguments("train-classifier", output_dir="o", freeze_encoder=True)[2]
     assert frozen.freeze_encoder is True and frozen.gradual_unfreezing is False
     with pytest.raises(ValueError, match="ask for one of them"):
         stage_arguments("train-classifier", output_dir="o", freeze_encoder=True, gradual_unfreezing=True)
-    assert (
-        parse_stage_arguments("train-classifier", [*out, "--freeze_encoder"])[2].gradual_unfreezing is False
-    )
-    assert parse_stage_arguments("train-classifier", [*out, "--freeze_encoder", "false"])[
-        2
-    ].gradual_unfreezing
+    assert parse_stage_arguments("train-classifier", [*out, "--freeze_encoder"])[2].freeze_encoder is True
+    assert parse_stage_arguments(
+        "train-classifier", [*out, "--freeze_encoder", "false", "--gradual_unfreezing"]
+    )[2].gradual_unfreezing
     with pytest.raises(UsageError, match="ask for one of them"):
         parse_stage_arguments("train-classifier", [*out, "--freeze_encoder", "--gradual_unfreezing"])
 
@@ -303,6 +302,6 @@ def test_train_classifier_freeze_encoder_from_the_command_line(tmp_path, capsys,
     batch_norm = classifier.head.layers[0]
     assert int(batch_norm.num_batches_tracked) == 4 and batch_norm.running_mean.abs().sum() > 0
     args = json.loads((tmp_path / "classifier" / "training_args.json").read_text())
-    assert args["freeze_encoder"] is True and args["gradual_unfreezing"] is False  # the recipe's is off
+    assert args["freeze_encoder"] is True and args["gradual_unfreezing"] is False
     assert "freeze_encoder: only the head trains, without gradual unfreezing" in caplog.text
     assert "| encoder frozen (head only) | True |" in (tmp_path / "classifier" / "README.md").read_text()

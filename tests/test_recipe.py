@@ -66,14 +66,18 @@ def labelled(tmp_path_factory):
 
 def test_stage_defaults_follow_the_paper():
     classifier = stage_defaults("train-classifier")
-    assert classifier["learning_rate"] == 1e-2 and classifier["gradual_unfreezing"] is True
-    assert classifier["per_device_train_batch_size"] == 64 and classifier["paper_adam_betas"] is True
+    assert classifier["learning_rate"] == 1e-2 and classifier["per_device_train_batch_size"] == 64
+    assert classifier["paper_adam_betas"] is True and classifier["num_train_epochs"] == 6
     lm = stage_defaults("finetune-lm")
     assert lm["learning_rate"] == 4e-3 and lm["model_name_or_path"] == "awd-lstm-wiki-en"
     assert stage_defaults("pretrain")["discriminative_lr_factor"] == 1.0
     model_args, _, args = stage_arguments("train-classifier", output_dir="out")
     assert (args.adam_beta1, args.adam_beta2) == (0.7, 0.99)  # the paper's Adam (section 4)
     assert (args.stlr_cut_frac, args.stlr_ratio, args.discriminative_lr_factor) == (0.1, 32.0, 2.6)
+    # The two measured departures from the paper (hf_ulmfit.recipe's docstring): half its classifier dropouts,
+    # every layer group trained from the start.
+    assert model_args.dropout_multiplier == 0.5 and args.gradual_unfreezing is False
+    assert stage_arguments("finetune-lm", output_dir="out")[0].dropout_multiplier == 1.0
     with pytest.raises(ValueError, match="Unknown stage 'classify'"):
         stage_defaults("classify")
 
@@ -120,9 +124,13 @@ def test_bf16_detection_agrees_with_the_cpu_flags():
     assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def test_python_stage_with_keywords_trains_with_gradual_unfreezing(lm_dir, labelled, tmp_path, caplog, capfd):
-    """Two epochs of four groups: the embedding is still frozen at the end, as the recipe's unfreezing says. The
-    new head is announced in one line, not in a load report of missing keys."""
+@pytest.mark.parametrize("gradual_unfreezing", [False, True])
+def test_python_stage_trains_every_group_unless_asked_to_unfreeze_gradually(
+    gradual_unfreezing, lm_dir, labelled, tmp_path, caplog, capfd
+):
+    """Two epochs of four groups. The recipe trains every group from the first step, the embedding included;
+    with gradual unfreezing (the paper's) the embedding is still frozen at the end. The new head is announced in
+    one line, not in a load report of missing keys."""
     caplog.set_level("INFO", logger="hf_ulmfit.stages")
     train_classifier(
         model_name_or_path=str(lm_dir),
@@ -130,12 +138,13 @@ def test_python_stage_with_keywords_trains_with_gradual_unfreezing(lm_dir, label
         validation_file=str(labelled / "test.parquet"),
         output_dir=str(tmp_path),
         num_train_epochs=2,
+        **({"gradual_unfreezing": True} if gradual_unfreezing else {}),
         **QUICK,
     )
     trained = load_file(tmp_path / "model.safetensors")
     start = load_file(lm_dir / "model.safetensors")
     key = "awd_lstm.embed_tokens.weight"
-    assert torch.equal(trained[key], start[key])
+    assert torch.equal(trained[key], start[key]) is gradual_unfreezing
     top_lstm = "awd_lstm.layers.1.weight_hh_l0"
     assert not torch.equal(trained[top_lstm], start[top_lstm])
     assert "LOAD REPORT" not in capfd.readouterr().err
@@ -269,7 +278,7 @@ def test_few_label_schedule_gives_small_training_sets_more_steps_than_the_paper(
         schedule = few_label_schedule(size)
         steps = math.ceil(size / schedule["per_device_train_batch_size"]) * schedule["num_train_epochs"]
         paper_steps = math.ceil(size / paper["per_device_train_batch_size"]) * paper["num_train_epochs"]
-        assert steps > paper_steps * (2 if size >= 100 else 1) and schedule["dropout_multiplier"] < 1
+        assert steps > paper_steps * (2 if size >= 100 else 1)
     assert few_label_schedule(1001) is None and few_label_schedule(25000) is None
     assert set(few_label_schedule(100)) <= set(SCHEDULE_FIELDS)
 
@@ -281,7 +290,7 @@ def test_few_label_schedule_gives_small_training_sets_more_steps_than_the_paper(
         (["--learning_rate", "2e-2"], {"learning_rate": 2e-2}, True),
         (["--num_train_epochs", "3"], {"num_train_epochs": 3}, False),
         (["--per_device_train_batch_size=8"], {"per_device_train_batch_size": 8}, False),
-        (["--dropout_multiplier", "0.3"], {"dropout_multiplier": 0.3}, False),
+        (["--dropout_multiplier", "0.3"], {"dropout_multiplier": 0.3}, True),
         (["--max_steps", "50"], {"max_steps": 50}, False),
         (["--few_label_schedule", "false"], {"few_label_schedule": False}, False),
         (
@@ -302,8 +311,8 @@ def test_giving_a_schedule_value_turns_the_few_label_schedule_off(flags, values,
 
 @pytest.mark.parametrize("few_label", [True, False])
 def test_few_labels_train_with_the_few_label_schedule(few_label, lm_dir, labelled, tmp_path):
-    """24 labelled reviews: batch 16 for 10 epochs (20 steps) with half the dropouts, against the paper's batch
-    64 for 6 epochs (6 steps); the trainer's own state and the saved config say which ran."""
+    """24 labelled reviews: batch 16 for 10 epochs (20 steps), against the paper's batch 64 for 6 epochs (6
+    steps); the trainer's own state says which ran. Either way the recipe halves the paper's dropouts."""
     quick = {k: v for k, v in QUICK.items() if k not in SCHEDULE_FIELDS}
     train_classifier(
         model_name_or_path=str(lm_dir),
@@ -316,8 +325,6 @@ def test_few_labels_train_with_the_few_label_schedule(few_label, lm_dir, labelle
     )
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     config = json.loads((tmp_path / "config.json").read_text())
-    batch, epochs, multiplier = (16, 10, 0.5) if few_label else (64, 6, 1.0)
+    batch, epochs = (16, 10) if few_label else (64, 6)
     assert (state["train_batch_size"], state["global_step"]) == (batch, math.ceil(24 / batch) * epochs)
-    assert config["output_dropout"] == pytest.approx(
-        AWDLSTMConfig.for_classifier().output_dropout * multiplier
-    )
+    assert config["output_dropout"] == pytest.approx(AWDLSTMConfig.for_classifier().output_dropout * 0.5)

@@ -331,7 +331,7 @@ def test_train_classifier_killed_and_resumed_mid_unfreezing(files, pretrained, t
     epoch, 3 epochs, a checkpoint every 3; killed in the second epoch, resumed from checkpoint-6."""
     argv = ["train-classifier", "--model_name_or_path", str(pretrained), "--learning_rate", "1e-2"]
     argv += reviews_argv(files)
-    argv += ["--num_train_epochs", "3", "--save_steps", "3", *COMMON]
+    argv += ["--gradual_unfreezing", "true", "--num_train_epochs", "3", "--save_steps", "3", *COMMON]
     full = run_ok(argv, tmp_path / "uninterrupted")
     resumed = run_killed(argv, tmp_path / "resumed", kill_at_step=7)
     run_ok([*argv, "--resume_from_checkpoint", str(resumed / "checkpoint-6")], resumed)

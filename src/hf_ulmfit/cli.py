@@ -191,8 +191,7 @@ def parse_stage_arguments(command: str, argv: list[str]) -> tuple:
     if "-h" in argv or "--help" in argv:
         print(stage_help(parser, command))
         raise SystemExit(0)
-    freeze_encoder = parser.parse_known_args(argv)[0].freeze_encoder  # the recipe without gradual unfreezing
-    parser.set_defaults(**stage_defaults(command, freeze_encoder, given=given_fields(parser, argv)))
+    parser.set_defaults(**stage_defaults(command, given=given_fields(parser, argv)))
     return _parse(parser, argv)
 
 

@@ -73,7 +73,7 @@ class ModelArguments:
         default=1.0,
         metadata={
             "help": "Scales the stage's dropouts (the LM or the classifier preset of AWDLSTMConfig); "
-            "e.g. 0.3 for LM fine-tuning and 0.5 for the classifier on small data."
+            "train-classifier's recipe: 0.5 (1 is the paper's dropouts); e.g. 0.3 for LM fine-tuning."
         },
     )
     license: str = field(
@@ -100,7 +100,7 @@ def stage_arguments(stage: str, **values) -> tuple[ModelArguments, DataArguments
     recipe's defaults (``hf_ulmfit.recipe``), then ``values`` by field name, e.g.
     ``stage_arguments("train-classifier", model_name_or_path="lm", train_file="train.csv", output_dir="out")``.
     These are the defaults ``hf-ulmfit STAGE`` starts from, too."""
-    defaults = stage_defaults(stage, freeze_encoder=bool(values.get("freeze_encoder")), given=values)
+    defaults = stage_defaults(stage, given=values)
     values = {**defaults, **values}
     classes = (ModelArguments, DataArguments, ULMFiTTrainingArguments)
     known = {name: cls for cls in classes for name in cls.__dataclass_fields__}
@@ -177,9 +177,10 @@ def finetune_language_model(model_args=None, data_args=None, training_args=None,
 
 
 def train_classifier(model_args=None, data_args=None, training_args=None, **arguments):
-    """Stage 3 (section 3.3): the classifier on top of the fine-tuned LM, with gradual unfreezing. Arguments as
-    for ``pretrain``. ``freeze_encoder=True`` trains the head only, the encoder kept bit-identical to the LM's
-    (feature extraction; gradual unfreezing is then off, and asking for both is an error)."""
+    """Stage 3 (section 3.3): the classifier on top of the fine-tuned LM, every layer group trained from the
+    start (``gradual_unfreezing=True`` for the paper's unfreezing). Arguments as for ``pretrain``.
+    ``freeze_encoder=True`` trains the head only, the encoder kept bit-identical to the LM's (feature extraction;
+    asking for gradual unfreezing as well is an error)."""
     model_args, data_args, training_args = _arguments(
         "train-classifier", model_args, data_args, training_args, arguments
     )
@@ -187,7 +188,7 @@ def train_classifier(model_args=None, data_args=None, training_args=None, **argu
     check_direction(source, model_args)
     set_seed(training_args.seed)  # the new head's initial weights
     raw = load_texts(data_args, needs_labels=True)
-    model_args, training_args = _schedule_for_size(model_args, training_args, len(raw["train"]))
+    training_args = _schedule_for_size(training_args, len(raw["train"]))
     tokenizer = _tokenizer(model_args, source)
     labels = label_names(raw, data_args.label_column_name)
     label2id = {label: index for index, label in enumerate(labels)}
@@ -311,29 +312,22 @@ def _classifier_from(source: str, **config) -> AWDLSTMForSequenceClassification:
     return model
 
 
-def _schedule_for_size(
-    model_args: ModelArguments, training_args: ULMFiTTrainingArguments, num_examples: int
-) -> tuple[ModelArguments, ULMFiTTrainingArguments]:
-    """The classifier's arguments with the recipe's few-label schedule (batch size, epochs, dropout multiplier)
-    for ``num_examples`` training examples, where ``few_label_schedule`` asks for it and the set is small."""
+def _schedule_for_size(training_args: ULMFiTTrainingArguments, num_examples: int) -> ULMFiTTrainingArguments:
+    """The classifier's training arguments with the recipe's few-label schedule (batch size, epochs) for
+    ``num_examples`` training examples, where ``few_label_schedule`` asks for it and the set is small."""
     schedule = few_label_schedule(num_examples) if training_args.few_label_schedule else None
     if schedule is None:
-        return model_args, training_args
-    dropout_multiplier = schedule.pop("dropout_multiplier")
+        return training_args
     logger.info(
-        "%d training examples: the recipe's few-label schedule, batch %d, %d epochs, dropouts x%g "
-        "(--few_label_schedule false, or any of these set by you, keeps batch %d and %g epochs)",
+        "%d training examples: the recipe's few-label schedule, batch %d, %d epochs "
+        "(--few_label_schedule false, or either set by you, keeps batch %d and %g epochs)",
         num_examples,
         schedule["per_device_train_batch_size"],
         schedule["num_train_epochs"],
-        dropout_multiplier,
         training_args.per_device_train_batch_size,
         training_args.num_train_epochs,
     )
-    return (
-        dataclasses.replace(model_args, dropout_multiplier=dropout_multiplier),
-        dataclasses.replace(training_args, **schedule),
-    )
+    return dataclasses.replace(training_args, **schedule)
 
 
 def _resumed_checkpoint(training_args: ULMFiTTrainingArguments) -> str | None:

@@ -20,8 +20,8 @@ class ULMFiTTrainingArguments(TrainingArguments):
     what each epoch of training sees (windows and order, redrawn per epoch from ``seed``), not which texts are read;
     the stages pass them to the ``LanguageModelStream`` they build.
 
-    ``few_label_schedule`` lets the classifier stage choose its batch size, epochs and dropout multiplier from
-    the size of the training set (``hf_ulmfit.recipe.few_label_schedule``) once the data is read.
+    ``few_label_schedule`` lets the classifier stage choose its batch size and epochs from the size of the
+    training set (``hf_ulmfit.recipe.few_label_schedule``) once the data is read.
 
     ``freeze_encoder`` trains a classifier's head only, on the features of the encoder it was loaded with (the
     feature-extraction alternative to fine-tuning); ``ULMFiTTrainer`` freezes the encoder and leaves it out of the
@@ -55,7 +55,8 @@ class ULMFiTTrainingArguments(TrainingArguments):
         default=False,
         metadata={
             "help": "Gradual unfreezing (ULMFiT section 3.3): train only the top layer group at first and unfreeze "
-            "one more group every unfreeze_every_n_epochs epochs. Meant for the classifier stage."
+            "one more group every unfreeze_every_n_epochs epochs. Meant for the classifier stage; off in the "
+            "recipe, where training every group from the start measured better on the shipped LM."
         },
     )
     unfreeze_every_n_epochs: int = field(
@@ -67,17 +68,17 @@ class ULMFiTTrainingArguments(TrainingArguments):
             "help": "Classifier stage: train the head only (feature extraction). The encoder (embedding and "
             "LSTMs) stays bit-identical to the one loaded: it is left out of the optimizer, so not even weight "
             "decay moves it; the head's BatchNorm statistics still update. Gradual unfreezing does not apply: "
-            "the recipe's is turned off, and asking for both is an error."
+            "asking for both is an error."
         },
     )
     few_label_schedule: bool = field(
         default=False,
         metadata={
-            "help": "Classifier stage: with at most 1,000 training examples, replace the batch size, epochs and "
-            "dropout multiplier by the recipe's few-label schedule (batch 16, 10 epochs up to 100 examples; "
-            "batch 32, 8 epochs up to 1,000; dropouts x0.5): 70 steps for 100 examples where the paper's batch "
-            "64 and 6 epochs give 12. On in train-classifier's recipe unless --per_device_train_batch_size, "
-            "--num_train_epochs, --max_steps or --dropout_multiplier is given."
+            "help": "Classifier stage: with at most 1,000 training examples, replace the batch size and epochs "
+            "by the recipe's few-label schedule (batch 16, 10 epochs up to 100 examples; batch 32, 8 epochs up "
+            "to 1,000): 70 steps for 100 examples where the paper's batch 64 and 6 epochs give 12. On in "
+            "train-classifier's recipe unless --per_device_train_batch_size, --num_train_epochs or --max_steps "
+            "is given."
         },
     )
     variable_bptt: bool = field(
@@ -129,8 +130,7 @@ class ULMFiTTrainingArguments(TrainingArguments):
         if self.freeze_encoder and self.gradual_unfreezing:
             raise ValueError(
                 "freeze_encoder keeps the encoder frozen for the whole run, gradual_unfreezing unfreezes it group "
-                "by group: ask for one of them (with freeze_encoder, the stages turn the recipe's gradual "
-                "unfreezing off by themselves)."
+                "by group: ask for one of them."
             )
 
 
