@@ -33,10 +33,11 @@ Methods:
   ulmfit_tuned    ... with its learning rate and schedule chosen on held-out training labels: every
                   setting of stage3_grid is trained on seed 0's labels less a validation share and scored on that
                   share (WORK_DIR/selection/TASK.jsonl); the best one then trains on all the labels of each seed
-  gradual_unfreezing  ... with the paper's gradual unfreezing, one more group per epoch from the top (Table 7)
+  gradual_unfreezing  ... with the paper's gradual unfreezing, one more group per epoch from the top (Table 7,
+                  "Freez + discr + stlr")
   paper_dropouts  ... with the paper's dropouts instead of half of them
   paper_recipe    the paper's stage 3 exactly: batch 64, 6 epochs, its dropouts, gradual unfreezing
-  no_discr        ... with one learning rate for every layer group (Table 7, "Full + stlr")
+  no_discr        ... with one learning rate for every layer group
   no_stlr         ... with a constant learning rate instead of STLR (Table 7, "Full + discr")
   frozen_head     feature extraction, trained: the stage-2 encoder frozen, only the head trained
                   (``train-classifier --freeze_encoder``)
@@ -946,9 +947,7 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
     frame["labels"] = frame["task"].map(labels_of)
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
     present = set(frame["method"])
-    for index, method in enumerate(PLOTTED_METHODS):
-        if method not in present:
-            continue
+    for index, method in enumerate(method for method in PLOTTED_METHODS if method in present):
         stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
         # one look per method: the colour cycle's ten colours, then dashed lines and square markers
         style = {

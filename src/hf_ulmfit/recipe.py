@@ -12,7 +12,7 @@ Two measured departures for the classifier, on the shipped 300/512/3 LM (``scrip
 README "Accuracy"): half the paper's dropouts (``dropout_multiplier`` 0.5) and every layer group trained from the
 first step, no gradual unfreezing. Each beat the paper's choice on every task where both ran, and together they
 beat the paper's stage 3 by 4.8 points on TREC-6 with all labels (the paper found unfreezing helps its larger
-400/1150/3 model, section 5, Table 7). ``--gradual_unfreezing true`` brings unfreezing back; with
+400/1152/3 model, section 5, Table 7). ``--gradual_unfreezing true`` brings unfreezing back; with
 ``--dropout_multiplier 1 --few_label_schedule false`` as well, stage 3 is the paper's.
 
 With few labels the paper's batch of 64 and 6 epochs leave the classifier undertrained: 12 optimizer steps for 100
