@@ -97,9 +97,8 @@ def stage_defaults(stage: str, given: Collection[str] = ()) -> dict:
 
 
 def few_label_schedule(num_examples: int) -> dict | None:
-    """The classifier's batch size and epochs for a training set of ``num_examples`` (70
-    optimizer steps for 100 examples, 256 for 1,000, against the paper's 12 and 96), or None above 1,000: the
-    paper's schedule."""
+    """The classifier's batch size and epochs for a training set of ``num_examples`` (70 optimizer steps for 100
+    examples, 256 for 1,000, against the paper's 12 and 96), or None above 1,000: the paper's schedule."""
     return next((dict(s) for limit, s in FEW_LABEL_SCHEDULES if num_examples <= limit), None)
 
 

@@ -1,0 +1,79 @@
+"""The accuracy campaign names every record by the stage 3 it trained, so that runs made under earlier defaults of
+the recipe are reported as what they were, and a stage 3 already run under another name is not run again."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def campaign():
+    spec = importlib.util.spec_from_file_location("reproduce_accuracy", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def record(method, task, generation, seed=0):
+    return {"task": task, "method": method, "seed": seed, "stage1_lm": "lm", "stage3_schedule": generation}
+
+
+@pytest.mark.parametrize(
+    "method, task, generation, reported",
+    [
+        # today's runs keep their names
+        ("ulmfit", "imdb-100", "measured", "ulmfit"),
+        ("paper_recipe", "trec-5452", "measured", "paper_recipe"),
+        # ulmfit under the paper's defaults, and above 1,000 labels until the few-label schedule's half dropouts
+        ("ulmfit", "imdb-100", "paper", "paper_recipe"),
+        ("ulmfit", "imdb-5000", "paper", "paper_recipe"),
+        # ulmfit under the few-label defaults: today's with the paper's unfreezing
+        ("ulmfit", "trec-500", "few-label", "gradual_unfreezing"),
+        # full fine-tuning of those days is today's ulmfit; above 1,000 labels it kept the paper's dropouts
+        ("no_unfreeze", "imdb-1000", "few-label", "ulmfit"),
+        ("no_unfreeze", "trec-5452", "paper", "paper_dropouts"),
+        ("no_unfreeze", "trec-500", "paper", "ulmfit (paper schedule, paper dropouts)"),
+        ("half_dropout_no_unfreeze", "imdb-5000", "paper", "ulmfit"),
+        ("half_dropout", "trec-5452", "paper", "gradual_unfreezing"),
+        # methods with changes of their own keep their name, with what differed
+        ("no_discr", "trec-100", "few-label", "no_discr (gradual unfreezing)"),
+        ("no_stlr", "trec-100", "paper", "no_stlr (paper recipe)"),
+        ("frozen_head", "imdb-1000", "few-label", "frozen_head"),  # no unfreezing either way
+        ("frozen_head", "trec-5452", "paper", "frozen_head (paper dropouts)"),
+        ("ulmfit_tuned", "trec-5452", "tuned", "ulmfit_tuned (gradual unfreezing)"),
+        # baselines have no stage 3 of ours
+        ("tfidf", "imdb-100", None, "tfidf"),
+    ],
+)
+def test_a_record_is_reported_as_the_stage_3_it_trained(campaign, method, task, generation, reported):
+    assert campaign.reported_method(record(method, task, generation)) == reported
+
+
+def test_today_s_generation_is_the_recipe_s_defaults(campaign):
+    """If hf_ulmfit.recipe changes the classifier's defaults, the campaign needs a new generation name: today's
+    settings must be what the stages actually use."""
+    from hf_ulmfit.recipe import few_label_schedule
+    from hf_ulmfit.stages import stage_arguments
+
+    model_args, _, args = stage_arguments("train-classifier", output_dir="out")
+    assert campaign.recipe_settings(campaign.RECIPE, 5452) == {
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "num_train_epochs": args.num_train_epochs,
+        "dropout_multiplier": model_args.dropout_multiplier,
+        "gradual_unfreezing": args.gradual_unfreezing,
+    }
+    assert campaign.recipe_settings(campaign.RECIPE, 100) == {
+        **campaign.recipe_settings(campaign.RECIPE, 5452),
+        **few_label_schedule(100),
+    }
+    assert campaign.recipe_settings("paper", 100) == campaign.PAPER_STAGE3
+
+
+def test_a_stage_3_already_run_under_another_name_is_not_run_again(campaign):
+    done = {campaign.run_key(record("no_unfreeze", "imdb-1000", "few-label", seed=1))}
+    assert campaign.run_key(record("ulmfit", "imdb-1000", "measured", seed=1)) in done
+    assert campaign.run_key(record("ulmfit", "imdb-1000", "measured", seed=2)) not in done
+    assert campaign.run_key(record("gradual_unfreezing", "imdb-1000", "measured", seed=1)) not in done
