@@ -161,15 +161,16 @@ RETIRED_METHOD_CHANGES = {
 # The methods that differ from ulmfit in the settings above only: a record of one is reported as whichever of the
 # current ones ran the same stage 3.
 SCHEDULE_VARIANTS = ("ulmfit", "gradual_unfreezing", "paper_dropouts", "paper_recipe")
-# ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training set (the first setting wins
-# ties): two learning rates, with the recipe's schedule and, where it differs, the paper's batch 64 and 6 epochs.
+# ulmfit_tuned chooses among stage3_grid on labels held out of seed 0's training set: two learning rates, with the
+# recipe's schedule and, where it differs, the paper's batch 64 and 6 epochs. The defaults come first and win ties:
+# tuning leaves them only on evidence.
 PAPER_SCHEDULE = {"few_label_schedule": False}
 
 
 def stage3_grid(task: str) -> list[dict]:
     from hf_ulmfit.recipe import few_label_schedule
 
-    schedules = (PAPER_SCHEDULE, {}) if few_label_schedule(labels_of(task)) else ({},)
+    schedules = ({}, PAPER_SCHEDULE) if few_label_schedule(labels_of(task)) else ({},)
     return [
         {"learning_rate": learning_rate, **schedule}
         for schedule in schedules
@@ -874,7 +875,10 @@ def selection_table(folder: Path) -> pd.DataFrame:
     rows = {}
     for task in TASKS:
         for record in read_results(folder / f"{task}.jsonl"):
-            name = ", ".join(f"{key} {value:g}" for key, value in record["setting"].items()) or "the defaults"
+            name = ", ".join(
+                f"{key} {value}" if isinstance(value, bool) else f"{key} {value:g}"
+                for key, value in record["setting"].items()
+            )
             if selection_generation(record) != RECIPE:
                 name += f" ({selection_generation(record)} generation)"
             rows.setdefault(name, {})[task_label(task)] = f"{100 * record['accuracy']:.1f}"
