@@ -543,9 +543,9 @@ def select_stage3(task: str, campaign: Campaign) -> dict:
     scores_file = campaign.work_dir / "selection" / f"{task}.jsonl"
     scores_file.parent.mkdir(parents=True, exist_ok=True)
     grid = stage3_grid(task)
-    current = [record for record in read_results(scores_file) if selection_generation(record) == RECIPE]
+    scored = [r["setting"] for r in read_results(scores_file) if selection_generation(r) == RECIPE]
     for index, setting in enumerate(grid):
-        if setting in [record["setting"] for record in current]:
+        if setting in scored:
             continue
         output = campaign.work_dir / "classifiers" / f"{task}-select-{RECIPE}-{index}"
         metrics = fit_classifier(start_from, fit_file, validation_file, output, 0, setting)
