@@ -7,7 +7,8 @@
 ``run`` fine-tunes the Wikipedia LM on each corpus's texts (stage 2, once per corpus), then trains one classifier
 per (task, method, seed) and appends its test metrics to the results file (``RUN_DIR/results.jsonl`` unless
 ``--results`` names another, e.g. one kept in the repository so that a campaign spread over several sessions
-loses nothing). Finished runs are skipped, so an interrupted ``run`` continues where it stopped. Each record
+loses nothing). Finished runs are skipped, and a run interrupted mid-training left a checkpoint (every 200
+steps) that the next ``run`` continues from, so an interrupted ``run`` continues where it stopped. Each record
 names the stage-1 LM and the tokens its stages 1 and 2 saw, so runs from the shipped LM's intermediate
 checkpoints, or with a smaller stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots
 (one ``--work_dir`` per stage-1 LM, since the stage-2 models it holds are that LM's), e.g.::
@@ -361,18 +362,32 @@ class Campaign:
         return self.work_dir / f"lm-{corpus}{budget}{'-backward' if backwards else ''}"
 
 
-# What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: no checkpoints (stage
-# 2 adds its own), no evaluation during training (the test set is scored once, at the end), quiet logs.
+# What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: a checkpoint every 200
+# steps (stage 2 on IMDb runs for over an hour, stage 3 with all IMDb labels for hours; short runs reach none),
+# and a new ``run`` resumes from the last one (``resuming``); no evaluation during training (the test set is
+# scored once, at the end); quiet logs.
 RUN_SETTINGS = {
-    "save_strategy": "no",
+    "save_strategy": "steps",
+    "save_steps": 200,
+    "save_total_limit": 1,
     "eval_strategy": "no",
     "disable_tqdm": True,
     "dataloader_pin_memory": False,
 }
 
 
-# Stage 2 on IMDb runs for about an hour: it checkpoints, and a new ``run`` resumes from the last checkpoint.
-STAGE2_CHECKPOINTS = {"save_strategy": "steps", "save_steps": 200, "save_total_limit": 1}
+def resuming(output: Path) -> bool:
+    """Whether an interrupted run left a complete checkpoint in ``output`` to continue from."""
+    resume = any(output.glob("checkpoint-*/trainer_state.json"))
+    if resume:
+        logger.info("resuming from the last checkpoint in %s", output)
+    return resume
+
+
+def drop_checkpoints(output: Path) -> None:
+    """Removes a finished run's checkpoints (the saved model is what stays)."""
+    for checkpoint in output.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
 
 
 def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Path:
@@ -383,9 +398,7 @@ def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Pat
     output = campaign.lm_dir(corpus, backwards)
     if (output / "model.safetensors").exists():
         return output
-    resume = any(output.glob("checkpoint-*/trainer_state.json"))
-    if resume:
-        logger.info("stage 2 on %s: resuming from the last checkpoint in %s", corpus, output)
+    resume = resuming(output)
     started = time.time()
     results = stages.finetune_language_model(
         model_name_or_path=campaign.stage1_lm(backwards),
@@ -397,11 +410,10 @@ def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Pat
         learning_rate=LM_FINETUNE_LEARNING_RATE,
         logging_steps=50,
         resume_from_checkpoint="true" if resume else None,
-        **{**RUN_SETTINGS, **STAGE2_CHECKPOINTS},
+        **RUN_SETTINGS,
         **LM_FINETUNE_SETTINGS[corpus],
     )
-    for checkpoint in output.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint)
+    drop_checkpoints(output)
     results["wall_seconds"] = time.time() - started
     results["resumed"] = resume
     (output / "stage2_summary.json").write_text(json.dumps(results, indent=2))
@@ -517,9 +529,11 @@ def fit_classifier(
     changes: dict,
     keep_weights: bool = False,
 ) -> dict:
-    """Stage 3 with the package's defaults plus ``changes``; returns the metrics on ``evaluation``."""
+    """Stage 3 with the package's defaults plus ``changes``; returns the metrics on ``evaluation`` (marked
+    ``resumed`` when an interrupted run's checkpoint was continued: the record's seconds then count this part)."""
     from hf_ulmfit import stages
 
+    resume = resuming(output)
     results = stages.train_classifier(
         model_name_or_path=str(start_from),
         train_file=str(train),
@@ -527,12 +541,15 @@ def fit_classifier(
         output_dir=str(output),
         seed=seed,
         logging_steps=10,
+        resume_from_checkpoint="true" if resume else None,
         **RUN_SETTINGS,
         **changes,
     )
+    drop_checkpoints(output)
     if not keep_weights:
         _keep_only_logs(output)
-    return {"accuracy": results["eval_accuracy"], "macro_f1": results["eval_macro_f1"]}
+    metrics = {"accuracy": results["eval_accuracy"], "macro_f1": results["eval_macro_f1"]}
+    return {**metrics, "resumed": True} if resume else metrics
 
 
 def select_stage3(task: str, campaign: Campaign) -> dict:

@@ -77,3 +77,18 @@ def test_a_stage_3_already_run_under_another_name_is_not_run_again(campaign):
     assert campaign.run_key(record("ulmfit", "imdb-1000", "measured", seed=1)) in done
     assert campaign.run_key(record("ulmfit", "imdb-1000", "measured", seed=2)) not in done
     assert campaign.run_key(record("gradual_unfreezing", "imdb-1000", "measured", seed=1)) not in done
+
+
+def test_an_interrupted_run_resumes_only_from_a_complete_checkpoint(campaign, tmp_path):
+    """Stage 3 with all IMDb labels outlasts a session: a new ``run`` continues from the last checkpoint the
+    trainer finished writing (one with its trainer_state.json), and the checkpoints go once it ends."""
+    assert not campaign.resuming(tmp_path)
+    (tmp_path / "checkpoint-200").mkdir()
+    (tmp_path / "checkpoint-200" / "model.safetensors").write_bytes(b"")  # no trainer state: not complete
+    assert not campaign.resuming(tmp_path)
+    (tmp_path / "checkpoint-200" / "trainer_state.json").write_text("{}")
+    assert campaign.resuming(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    campaign.drop_checkpoints(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+    assert campaign.RUN_SETTINGS["save_strategy"] == "steps"  # stage 3 checkpoints too
