@@ -10,7 +10,7 @@ per (task, method, seed) and appends its test metrics to the results file (``RUN
 loses nothing). Finished runs are skipped, and a run interrupted mid-training left a checkpoint (every 200
 steps) that the next ``run`` continues from, so an interrupted ``run`` continues where it stopped. Each record
 names the stage-1 LM and the tokens its stages 1 and 2 saw, so runs from the shipped LM's intermediate
-checkpoints, or with a smaller stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots
+checkpoints, or with another stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots
 (one ``--work_dir`` per stage-1 LM, since the stage-2 models it holds are that LM's), e.g.::
 
     python scripts/reproduce_accuracy.py run --pretrained_lm ../runs/wiki-lm/checkpoint-2000 \
@@ -23,7 +23,8 @@ Tasks (data from ../shared/data, see its README), named CORPUS-LABELS:
   imdb-N     IMDb sentiment with N labelled training reviews, N in 100, 500, 1000, 5000 and 25000 (all):
              balanced draws per seed, every method evaluated on the same fixed random sample of the 25,000 test
              reviews (``--imdb_test_size``, 5,000). Stage 2 reads the 50,000 unlabelled and 25,000 training
-             reviews (never the test set), one epoch (``--imdb_lm_docs`` of them: the stage-2 budget).
+             reviews (never the test set), one pass (the stage-2 budget, ``--imdb_lm_docs``, counts the
+             reviews read: below 75,000 a fixed sample of that many, above whole passes over all of them).
   trec-N     TREC-6 question classes with N labelled training questions, N in 100, 500 and 5452 (all):
              balanced draws per seed, the 500-question test set; stage 2 reads the 5,452 training questions.
 
@@ -261,13 +262,30 @@ def validation_share(task: str) -> float:
     return 0.2 if labels_of(task) <= 100 else 0.1
 
 
-# Stage 2: one pass over the IMDb reviews; TREC's questions are few and short, so several passes.
+# Stage 2: one pass over the IMDb reviews (more where the budget asks: ``imdb_stage2_budget``); TREC's questions
+# are few and short, so several passes.
 LM_FINETUNE_SETTINGS = {
     "trec": {"num_train_epochs": 10, "per_device_train_batch_size": 32},
     "imdb": {"num_train_epochs": 1, "per_device_train_batch_size": 64},
 }
 LM_FINETUNE_LEARNING_RATE = 4e-3
 LM_FINETUNE_DROPOUT_MULTIPLIER = 0.3
+IMDB_LM_TEXTS = 75_000  # IMDb's 50,000 unlabelled and 25,000 training reviews
+
+
+def imdb_stage2_budget(imdb_lm_docs: int) -> tuple[int, int]:
+    """IMDb's stage-2 budget, counted in reviews read, as (reviews, passes): up to all 75,000, one pass over that
+    many (a fixed random sample); beyond, whole passes over all of them."""
+    if imdb_lm_docs <= IMDB_LM_TEXTS:
+        return imdb_lm_docs, 1
+    passes, rest = divmod(imdb_lm_docs, IMDB_LM_TEXTS)
+    if rest:
+        raise SystemExit(
+            f"--imdb_lm_docs {imdb_lm_docs}: above {IMDB_LM_TEXTS} it must be a multiple of {IMDB_LM_TEXTS} "
+            "(whole passes over all the reviews)."
+        )
+    return IMDB_LM_TEXTS, passes
+
 
 logger = logging.getLogger("reproduce_accuracy")
 
@@ -294,10 +312,12 @@ def prepare_data(
     _write(trec_train[["text"]], data / "trec-lm.parquet")
     unlabelled = pd.read_parquet(DATA / "imdb" / "unsup.parquet")[["text"]]
     corpus = pd.concat([unlabelled, imdb_train[["text"]]])
-    _write(
-        corpus.sample(n=min(imdb_lm_docs, len(corpus)), random_state=0),
-        data / lm_corpus_file("imdb", imdb_lm_docs),
-    )
+    if len(corpus) != IMDB_LM_TEXTS:
+        raise SystemExit(
+            f"Expected {IMDB_LM_TEXTS} IMDb reviews for stage 2 in {DATA / 'imdb'}, found {len(corpus)}."
+        )
+    reviews, _ = imdb_stage2_budget(imdb_lm_docs)
+    _write(corpus.sample(n=reviews, random_state=0), data / lm_corpus_file("imdb", imdb_lm_docs))
     return data
 
 
@@ -331,7 +351,14 @@ def task_files(data: Path, task: str, seed: int) -> tuple[Path, Path]:
 
 
 def lm_corpus_file(corpus: str, imdb_lm_docs: int) -> str:
-    return "trec-lm.parquet" if corpus == "trec" else f"imdb-lm-{imdb_lm_docs}.parquet"
+    return "trec-lm.parquet" if corpus == "trec" else f"imdb-lm-{imdb_stage2_budget(imdb_lm_docs)[0]}.parquet"
+
+
+def lm_finetune_settings(corpus: str, imdb_lm_docs: int) -> dict:
+    """Stage 2's batch and passes over the corpus."""
+    if corpus == "trec":
+        return LM_FINETUNE_SETTINGS[corpus]
+    return {**LM_FINETUNE_SETTINGS[corpus], "num_train_epochs": imdb_stage2_budget(imdb_lm_docs)[1]}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -411,7 +438,7 @@ def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Pat
         logging_steps=50,
         resume_from_checkpoint="true" if resume else None,
         **RUN_SETTINGS,
-        **LM_FINETUNE_SETTINGS[corpus],
+        **lm_finetune_settings(corpus, campaign.imdb_lm_docs),
     )
     drop_checkpoints(output)
     results["wall_seconds"] = time.time() - started
@@ -764,7 +791,7 @@ def fastai_recipe(task: str, seed: int, campaign: Campaign, python: str) -> dict
         )
     steps = tokens_seen(pretrained_lm) // (64 * 72)
     train, test = task_files(campaign.data, task, seed)
-    lm_settings = LM_FINETUNE_SETTINGS[corpus_of(task)]
+    lm_settings = lm_finetune_settings(corpus_of(task), campaign.imdb_lm_docs)
     classifier = stage_defaults("train-classifier")
     command = [
         python,
@@ -1090,7 +1117,11 @@ def main(argv: list[str] | None = None) -> None:
         "--fastai_python", default="/tmp/fastai-peer/bin/python", help="Python of the venv with fastai."
     )
     run_parser.add_argument(
-        "--imdb_lm_docs", type=int, default=75000, help="IMDb texts for stage 2 (the budget; 75,000: all)."
+        "--imdb_lm_docs",
+        type=int,
+        default=75000,
+        help="IMDb reviews stage 2 reads (the budget): up to 75,000 (all), one pass over a fixed sample of that many; "
+        "a multiple of 75,000, that many reviews in whole passes over all of them.",
     )
     report_parser = sub.add_parser("report", help="Tables and plots from the results.")
     report_parser.add_argument("--work_dir", required=True)

@@ -92,3 +92,16 @@ def test_an_interrupted_run_resumes_only_from_a_complete_checkpoint(campaign, tm
     campaign.drop_checkpoints(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
     assert campaign.RUN_SETTINGS["save_strategy"] == "steps"  # stage 3 checkpoints too
+
+
+def test_imdb_s_stage_2_budget_counts_reviews_read(campaign):
+    """Up to all 75,000 reviews, one pass over a sample of that many; beyond, whole passes over all of them (the
+    validation share is then the same 5% of the same file, so the perplexities compare)."""
+    assert campaign.imdb_stage2_budget(20000) == (20000, 1)
+    assert campaign.imdb_stage2_budget(75000) == (75000, 1)
+    assert campaign.imdb_stage2_budget(150000) == (75000, 2)
+    assert campaign.lm_corpus_file("imdb", 150000) == campaign.lm_corpus_file("imdb", 75000)
+    assert campaign.lm_finetune_settings("imdb", 150000)["num_train_epochs"] == 2
+    assert campaign.lm_finetune_settings("imdb", 20000)["num_train_epochs"] == 1
+    with pytest.raises(SystemExit, match="multiple of 75000"):
+        campaign.imdb_stage2_budget(100000)
