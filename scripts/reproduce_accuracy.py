@@ -7,8 +7,8 @@
 ``run`` fine-tunes the Wikipedia LM on each corpus's texts (stage 2, once per corpus), then trains one classifier
 per (task, method, seed) and appends its test metrics to the results file (``RUN_DIR/results.jsonl`` unless
 ``--results`` names another, e.g. one kept in the repository so that a campaign spread over several sessions
-loses nothing). Finished runs are skipped, and a run interrupted mid-training left a checkpoint (every 200
-steps) that the next ``run`` continues from, so an interrupted ``run`` continues where it stopped. Each record
+loses nothing). Finished runs are skipped and a stage 2 or 3 stopped midway continues from its last checkpoint
+(every 200 steps), so an interrupted ``run`` continues where it stopped. Each record
 names the stage-1 LM and the tokens its stages 1 and 2 saw, so runs from the shipped LM's intermediate
 checkpoints, or with another stage-2 budget (``--imdb_lm_docs``), give the accuracy-against-compute plots
 (one ``--work_dir`` per stage-1 LM, since the stage-2 models it holds are that LM's), e.g.::
