@@ -1120,8 +1120,8 @@ def main(argv: list[str] | None = None) -> None:
         "--imdb_lm_docs",
         type=int,
         default=75000,
-        help="IMDb reviews stage 2 reads (the budget): up to 75,000 (all), one pass over a fixed sample of that many; "
-        "a multiple of 75,000, that many reviews in whole passes over all of them.",
+        help="IMDb reviews stage 2 reads (the budget): up to 75,000 (all), one pass over a fixed sample of "
+        "that many; a multiple of 75,000, that many reviews in whole passes over all of them.",
     )
     report_parser = sub.add_parser("report", help="Tables and plots from the results.")
     report_parser.add_argument("--work_dir", required=True)
