@@ -388,6 +388,12 @@ class Campaign:
         budget = f"-{self.imdb_lm_docs}" if corpus == "imdb" else ""
         return self.work_dir / f"lm-{corpus}{budget}{'-backward' if backwards else ''}"
 
+    def stage3_name(self, task: str) -> str:
+        """The task, and the stage-2 budget where it is not the main one: what names a task's stage-3 folders
+        and held-out scores, so that runs from another budget neither overwrite nor resume the main runs."""
+        other_budget = corpus_of(task) == "imdb" and self.imdb_lm_docs != IMDB_LM_TEXTS
+        return f"{task}-lm{self.imdb_lm_docs}" if other_budget else task
+
 
 # What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: a checkpoint every 200
 # steps (stage 2 on IMDb runs for over an hour, stage 3 with all IMDb labels for hours; short runs reach none),
@@ -503,7 +509,7 @@ def method_setup(method: str, campaign: Campaign, task: str) -> tuple[Path, dict
 def classifier_dir(campaign: Campaign, task: str, method: str, seed: int) -> Path:
     """Where a classifier's logs (and an ensemble member's weights) go; the generation in the name keeps the
     earlier generations' logs."""
-    return campaign.work_dir / "classifiers" / f"{task}-{method}-{RECIPE}-s{seed}"
+    return campaign.work_dir / "classifiers" / f"{campaign.stage3_name(task)}-{method}-{RECIPE}-s{seed}"
 
 
 def train_classifier(task: str, method: str, seed: int, campaign: Campaign) -> dict:
@@ -584,14 +590,14 @@ def select_stage3(task: str, campaign: Campaign) -> dict:
     (resumable: each setting's score is kept in WORK_DIR/selection/TASK.jsonl). The test set plays no part."""
     fit_file, validation_file = validation_split(campaign.data, task)
     start_from = finetune_lm(campaign, corpus_of(task))
-    scores_file = campaign.work_dir / "selection" / f"{task}.jsonl"
+    scores_file = campaign.work_dir / "selection" / f"{campaign.stage3_name(task)}.jsonl"
     scores_file.parent.mkdir(parents=True, exist_ok=True)
     grid = stage3_grid(task)
     scored = [r["setting"] for r in read_results(scores_file) if selection_generation(r) == RECIPE]
     for index, setting in enumerate(grid):
         if setting in scored:
             continue
-        output = campaign.work_dir / "classifiers" / f"{task}-select-{RECIPE}-{index}"
+        output = campaign.work_dir / "classifiers" / f"{campaign.stage3_name(task)}-select-{RECIPE}-{index}"
         metrics = fit_classifier(start_from, fit_file, validation_file, output, 0, setting)
         with scores_file.open("a") as f:
             f.write(json.dumps({"setting": setting, "stage3_schedule": RECIPE, **metrics}) + "\n")

@@ -105,3 +105,17 @@ def test_imdb_s_stage_2_budget_counts_reviews_read(campaign):
     assert campaign.lm_finetune_settings("imdb", 20000)["num_train_epochs"] == 1
     with pytest.raises(SystemExit, match="multiple of 75000"):
         campaign.imdb_stage2_budget(100000)
+
+
+def test_another_stage_2_budget_keeps_its_own_stage_3_folders(campaign, tmp_path):
+    """The compute study trains the same task, method and seed from another stage-2 budget: its classifiers and
+    held-out scores go elsewhere, so that it neither overwrites the main runs' logs nor resumes their checkpoints."""
+
+    def folder(imdb_lm_docs, task="imdb-1000"):
+        runs = campaign.Campaign("awd-lstm-wiki-en", tmp_path, tmp_path / "data", imdb_lm_docs)
+        return campaign.classifier_dir(runs, task, "ulmfit", 0)
+
+    main = folder(campaign.IMDB_LM_TEXTS)
+    assert main.name == f"imdb-1000-ulmfit-{campaign.RECIPE}-s0"
+    assert len({main, folder(20000), folder(150000)}) == 3
+    assert folder(20000, "trec-500") == folder(campaign.IMDB_LM_TEXTS, "trec-500")  # TREC-6's stage 2 is one
