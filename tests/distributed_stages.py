@@ -89,6 +89,8 @@ def main(run_file: str) -> None:
             cli.main(argv)
             trainer = RecordingTrainer.last
         record(trainer)
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()  # a process group left to the interpreter's exit may abort it
 
 
 if __name__ == "__main__":
