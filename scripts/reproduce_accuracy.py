@@ -587,7 +587,8 @@ def fit_classifier(
 
 def select_stage3(task: str, campaign: Campaign) -> dict:
     """The ``stage3_grid`` setting with the best accuracy on labels held out of seed 0's training set
-    (resumable: each setting's score is kept in WORK_DIR/selection/TASK.jsonl). The test set plays no part."""
+    (resumable: each setting's score is kept in WORK_DIR/selection/, a file per ``stage3_name``). The test set
+    plays no part."""
     fit_file, validation_file = validation_split(campaign.data, task)
     start_from = finetune_lm(campaign, corpus_of(task))
     scores_file = campaign.work_dir / "selection" / f"{campaign.stage3_name(task)}.jsonl"
@@ -1125,7 +1126,7 @@ def main(argv: list[str] | None = None) -> None:
     run_parser.add_argument(
         "--imdb_lm_docs",
         type=int,
-        default=75000,
+        default=IMDB_LM_TEXTS,
         help="IMDb reviews stage 2 reads (the budget): up to 75,000 (all), one pass over a fixed sample of "
         "that many; a multiple of 75,000, that many reviews in whole passes over all of them.",
     )
@@ -1134,7 +1135,7 @@ def main(argv: list[str] | None = None) -> None:
     report_parser.add_argument("--results", nargs="+", help="Results files; default WORK_DIR/results.jsonl.")
     report_parser.add_argument("--stage1_lm", default="awd-lstm-wiki-en", help="The main runs' stage-1 LM.")
     report_parser.add_argument(
-        "--imdb_lm_docs", type=int, default=75000, help="The main runs' stage-2 budget."
+        "--imdb_lm_docs", type=int, default=IMDB_LM_TEXTS, help="The main runs' stage-2 budget."
     )
     report_parser.add_argument("--plot_dir", default="docs", help="Where the PNG plots go.")
     report_parser.add_argument(
