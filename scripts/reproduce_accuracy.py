@@ -105,9 +105,11 @@ PLOTTED_METHODS = ("ulmfit", "paper_recipe", "gradual_unfreezing", "ulmfit_bidir
 
 
 # The tasks of the compute study: accuracy against the tokens each stage saw, by ulmfit with the package's
-# defaults of the time (reported under the names of what they were since).
+# defaults of the time (reported under the names of what they were since) and by the two kinds of feature
+# extraction (dashed in the plot).
 COMPUTE_STUDY_TASKS = ("imdb-1000", "trec-5452")
-COMPUTE_STUDY_METHODS = ("ulmfit", "gradual_unfreezing", "paper_recipe")
+FEATURE_EXTRACTION_METHODS = ("frozen_head", "features_lr")
+COMPUTE_STUDY_METHODS = ("ulmfit", "gradual_unfreezing", "paper_recipe", *FEATURE_EXTRACTION_METHODS)
 
 
 def corpus_of(task: str) -> str:
@@ -1046,8 +1048,12 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
     for ax, (frame, column, what) in zip(axes[0], panels):
         for method, of_method in frame.groupby("method"):
             stats = of_method.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
-            ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], marker="o",
-                        capsize=3, label=f"{method}, {task_label(task)}")  # fmt: skip
+            # one look per method in every panel: its colour by its place in COMPUTE_STUDY_METHODS
+            dashed = method in FEATURE_EXTRACTION_METHODS
+            style = {"color": f"C{COMPUTE_STUDY_METHODS.index(method)}", "linestyle": "--" if dashed else "-",
+                     "marker": "s" if dashed else "o"}  # fmt: skip
+            ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=method,
+                        **style)  # fmt: skip
         ax.set_xlabel(f"{what}, millions")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")

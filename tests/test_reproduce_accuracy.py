@@ -119,3 +119,36 @@ def test_another_stage_2_budget_keeps_its_own_stage_3_folders(campaign, tmp_path
     assert main.name == f"imdb-1000-ulmfit-{campaign.RECIPE}-s0"
     assert len({main, folder(20000), folder(150000)}) == 3
     assert folder(20000, "trec-500") == folder(campaign.IMDB_LM_TEXTS, "trec-500")  # TREC-6's stage 2 is one
+
+
+def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campaign, tmp_path):
+    """The stage-2 panel has a line per study method run at two budgets, the feature-extraction arms among them;
+    a task run at one budget only gets no plot."""
+    import argparse
+
+    import matplotlib.pyplot as plt
+
+    def run(method, stage2_docs, seed, accuracy):
+        return {**record(method, "imdb-1000", None, seed), "method": method, "stage1_tokens": 27e6,
+                "stage2_docs": stage2_docs, "stage2_tokens": stage2_docs * 310.0, "accuracy": accuracy}  # fmt: skip
+
+    args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
+    one_budget = [run(method, 75000, seed, 0.7) for method in ("ulmfit", "features_lr") for seed in (0, 1)]
+    campaign.plot_accuracy_by_compute(one_budget, "imdb-1000", args, tmp_path / "one.png")
+    assert not (tmp_path / "one.png").exists()
+
+    two_budgets = one_budget + [
+        run(method, 20000, seed, 0.6) for method in ("ulmfit", "features_lr") for seed in (0, 1)
+    ]
+    campaign.plot_accuracy_by_compute(two_budgets, "imdb-1000", args, tmp_path / "two.png")
+    assert (tmp_path / "two.png").stat().st_size > 0
+    stage2_panel = plt.gcf().axes[-1]
+    lines = {bars.get_label(): bars.lines[0] for bars in stage2_panel.containers}
+    assert sorted(lines) == ["features_lr", "ulmfit"]
+    assert {name: line.get_linestyle() for name, line in lines.items()} == {
+        "features_lr": "--",
+        "ulmfit": "-",
+    }
+    assert list(lines["ulmfit"].get_xdata()) == pytest.approx([20000 * 310 / 1e6, 75000 * 310 / 1e6])
+    assert list(lines["ulmfit"].get_ydata()) == pytest.approx([60.0, 70.0])
+    plt.close("all")
