@@ -129,7 +129,7 @@ def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campa
     import matplotlib.pyplot as plt
 
     def run(method, stage2_docs, seed, accuracy):
-        return {**record(method, "imdb-1000", None, seed), "method": method, "stage1_tokens": 27e6,
+        return {**record(method, "imdb-1000", None, seed), "stage1_tokens": 27e6,
                 "stage2_docs": stage2_docs, "stage2_tokens": stage2_docs * 310.0, "accuracy": accuracy}  # fmt: skip
 
     args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
