@@ -140,9 +140,14 @@ def test_decoder_is_tied_and_not_saved_twice(tiny_config, tmp_path):
     torch.testing.assert_close(loaded(ids).logits, model.eval()(ids).logits, atol=0, rtol=0)
 
 
-def test_untied_decoder(tiny_config):
+def test_untied_decoder_is_saved_and_loaded(tiny_config, tmp_path):
     model = AWDLSTMForCausalLM(tiny_config(tie_word_embeddings=False))
     assert model.decoder.weight is not model.awd_lstm.embed_tokens.weight
+    model.save_pretrained(tmp_path)
+    with safe_open(tmp_path / "model.safetensors", "pt") as f:
+        assert "decoder.weight" in set(f.keys())
+    loaded = AWDLSTMForCausalLM.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.decoder.weight, model.decoder.weight, atol=0, rtol=0)
 
 
 def test_loss_is_shifted_cross_entropy_ignoring_minus_100(tiny_config):

@@ -221,6 +221,8 @@ def test_resuming_from_the_last_checkpoint_skips_an_incomplete_one(uninterrupted
     trainer.train(resume_from_checkpoint=True)
     trainer.save_model()
     assert f"Skipping {incomplete}" in caplog.text
+    assert "missing keys" not in caplog.text  # the tied decoder weight, not saved, is tied again
+    assert trainer.model.decoder.weight is trainer.model.awd_lstm.embed_tokens.weight
     assert steps.steps == [9, 10]  # resumed from checkpoint-8
     assert_same_weights(tmp_path, uninterrupted)
 

@@ -439,6 +439,9 @@ class AWDLSTMForCausalLM(AWDLSTMPreTrainedModel, GenerationMixin):
         self.output_dropout = LockedDropout(config.output_dropout)
         self.decoder = nn.Linear(config.embedding_size, config.vocab_size)
         self.post_init()
+        # A tied decoder weight is not saved; naming it here lets a Trainer resuming from a checkpoint re-tie it
+        # instead of warning that it is missing.
+        self._keys_to_ignore_on_save = set(self.all_tied_weights_keys)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.decoder
