@@ -65,6 +65,7 @@ import argparse
 import functools
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -323,16 +324,22 @@ def prepare_data(
     return data
 
 
+def label_quota(available: pd.Series, size: int) -> dict:
+    """How many texts of each label (``available``: label -> count) a draw of ``size`` takes: as equal a share
+    of each as the counts allow (TREC's smallest class has 86 questions); every text when ``size`` is all."""
+    quota, left = {}, min(size, int(available.sum()))
+    for index, (label, count) in enumerate(available.sort_values().items()):
+        quota[label] = min(int(count), left // (len(available) - index))
+        left -= quota[label]
+    return quota
+
+
 def balanced_draw(frame: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
-    """``size`` rows of ``frame`` drawn with as equal a share of each label as the labels' counts allow (TREC's
-    smallest class has 86 questions), shuffled; all of ``frame`` shuffled when ``size`` is its length."""
+    """``size`` rows of ``frame`` drawn by ``label_quota``, shuffled; all of ``frame`` shuffled when ``size`` is
+    its length."""
     if size >= len(frame):
         return frame.sample(frac=1, random_state=seed)
-    counts = frame["label"].value_counts().sort_values()
-    quota, left = {}, size
-    for index, (label, available) in enumerate(counts.items()):
-        quota[label] = min(available, left // (len(counts) - index))
-        left -= quota[label]
+    quota = label_quota(frame["label"].value_counts(), size)
     drawn = [frame[frame["label"] == label].sample(n=n, random_state=seed) for label, n in quota.items()]
     return pd.concat(drawn).sample(frac=1, random_state=seed)
 
@@ -746,6 +753,9 @@ def encoder_features_baseline(
     return cached_features_accuracy(train, test, seed, store, features)
 
 
+SETFIT_BATCH_SIZE = 16  # setfit.TrainingArguments' default for the body's contrastive fine-tuning
+
+
 def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, output: Path) -> dict:
     """SetFit's default recipe (``setfit.Trainer`` with its default ``TrainingArguments``: contrastive pairs,
     one epoch of body fine-tuning, a logistic-regression head) on the MiniLM-L6 body, offline."""
@@ -768,6 +778,38 @@ def setfit_baseline(train: pd.DataFrame, test: pd.DataFrame, seed: int, output: 
         "accuracy": float(accuracy_score(test["label"], predictions)),
         "macro_f1": float(f1_score(test["label"], predictions, average="macro")),
     }
+
+
+def setfit_default_steps(class_counts: list[int]) -> int:
+    """The optimizer steps of SetFit's default body fine-tuning (``setfit.TrainingArguments()``: one epoch of
+    batch 16 over "oversampling" pairs) on labelled texts with these class counts. Its pairs are every pair of
+    texts of one class (a text with itself included) and every pair of texts of two classes, the smaller of the
+    two sets drawn again up to the size of the larger: they grow with the square of the labels."""
+    same_class = sum(n * (n + 1) // 2 for n in class_counts)
+    two_classes = (sum(class_counts) ** 2 - sum(n * n for n in class_counts)) // 2
+    return math.ceil(2 * max(same_class, two_classes) / SETFIT_BATCH_SIZE)
+
+
+def setfit_cost_table(results: list[dict]) -> pd.DataFrame:
+    """Per task, the optimizer steps a seed of SetFit's default recipe takes, the minutes a seed took where it ran,
+    and the hours a seed would take at the seconds per step of its corpus's smallest task run (the test set's
+    prediction included)."""
+    rows, seconds_per_step = {}, {}
+    for task in TASKS:
+        labels = pd.read_parquet(DATA / corpus_of(task) / "train.parquet", columns=["label"])["label"]
+        steps = setfit_default_steps(list(label_quota(labels.value_counts(), labels_of(task)).values()))
+        seconds = [r["seconds"] for r in results if r["method"] == "setfit" and r["task"] == task]
+        if seconds:
+            seconds_per_step.setdefault(corpus_of(task), np.mean(seconds) / steps)
+        rate = seconds_per_step.get(corpus_of(task))
+        rows[task_label(task)] = {
+            "steps a seed": f"{steps:,}",
+            "minutes a seed (run)": f"{np.mean(seconds) / 60:.0f}" if seconds else "",
+            "hours a seed (estimated)": f"{steps * rate / 3600:,.1f}" if rate else "",
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "SetFit's default recipe"
+    return table
 
 
 def baseline(method: str, task: str, seed: int, campaign: Campaign) -> dict:
@@ -970,6 +1012,10 @@ def report(args: argparse.Namespace) -> None:
     if not selection.empty:
         print("\nulmfit_tuned: accuracy (%) on the held-out labels of each stage-3 setting tried:\n")
         print(markdown_table(selection))
+    print(
+        "\nSetFit's default recipe: optimizer steps, minutes a seed where run, hours a seed at that pace:\n"
+    )
+    print(markdown_table(setfit_cost_table(everything)))
     plot_dir = Path(args.plot_dir)
     for corpus in LABEL_COUNTS:
         plot_accuracy_by_labels(results, corpus, plot_dir / f"accuracy_vs_labels_{corpus}.png")

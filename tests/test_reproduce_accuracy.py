@@ -152,3 +152,46 @@ def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campa
     assert list(lines["ulmfit"].get_xdata()) == pytest.approx([20000 * 310 / 1e6, 75000 * 310 / 1e6])
     assert list(lines["ulmfit"].get_ydata()) == pytest.approx([60.0, 70.0])
     plt.close("all")
+
+
+def test_a_balanced_draw_takes_equal_shares_as_far_as_each_label_allows(campaign):
+    import pandas as pd
+
+    available = pd.Series({"rare": 3, "common": 40, "usual": 20})
+    assert campaign.label_quota(available, 30) == {"rare": 3, "usual": 13, "common": 14}
+    assert campaign.label_quota(available, 9) == {"rare": 3, "usual": 3, "common": 3}
+    assert campaign.label_quota(available, 1000) == {"rare": 3, "usual": 20, "common": 40}
+    frame = pd.DataFrame(
+        {"text": [str(i) for i in range(63)], "label": ["rare"] * 3 + ["common"] * 40 + ["usual"] * 20}
+    )
+    drawn = campaign.balanced_draw(frame, 30, seed=0)
+    assert drawn["label"].value_counts().to_dict() == {"common": 14, "usual": 13, "rare": 3}
+    assert drawn["text"].is_unique
+
+
+@pytest.mark.parametrize("class_counts", [[50, 50], [3, 1], [84, 84, 83, 83, 83, 83], [5, 2, 1]])
+def test_setfit_s_default_steps_count_its_oversampled_pairs(campaign, class_counts):
+    """Against the pairs enumerated one by one: same-class pairs with replacement, cross-class pairs, the smaller
+    set drawn again up to the larger; and against setfit's own sampler where setfit is installed."""
+    import itertools
+    import math
+
+    labels = [label for label, n in enumerate(class_counts) for _ in range(n)]
+    pairs = list(itertools.combinations_with_replacement(range(len(labels)), 2))
+    same = sum(labels[a] == labels[b] for a, b in pairs)
+    different = len(pairs) - same
+    expected = math.ceil(2 * max(same, different) / 16)
+    assert campaign.setfit_default_steps(class_counts) == expected
+
+    setfit = pytest.importorskip("setfit")
+    from setfit.sampler import ContrastiveDataset
+
+    arguments = setfit.TrainingArguments()
+    assert (arguments.embedding_batch_size, arguments.embedding_num_epochs) == (16, 1)
+    assert (arguments.sampling_strategy, arguments.num_iterations, arguments.max_steps) == (
+        "oversampling",
+        None,
+        -1,
+    )
+    sampled = ContrastiveDataset([str(i) for i in range(len(labels))], labels, multilabel=False)
+    assert math.ceil(len(sampled) / 16) == expected
