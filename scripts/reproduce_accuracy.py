@@ -1070,8 +1070,8 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
 
 def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Namespace, path: Path) -> None:
     """ULMFiT on ``task``: test accuracy against the tokens stage 1 saw (the shipped LM's checkpoints, the main
-    stage-2 budget) and, for IMDb, against the tokens stage 2 saw (the shipped LM, smaller stage-2 budgets). A
-    panel is drawn where at least two budgets were run."""
+    stage-2 budget) and, for IMDb, against the tokens stage 2 saw (the shipped LM, other stage-2 budgets; log
+    scale). A panel is drawn where at least two budgets were run."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1100,7 +1100,12 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
                      "marker": "s" if dashed else "o"}  # fmt: skip
             ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=method,
                         **style)  # fmt: skip
-        ax.set_xlabel(f"{what}, millions")
+        ax.set_xlabel(f"{what}, millions" + (" (log scale)" if column == "stage2_tokens" else ""))
+        if column == "stage2_tokens":  # each budget a multiple of another: equal steps for equal factors
+            budgets = sorted(frame[column].unique() / 1e6)
+            ax.set_xscale("log")
+            ax.set_xticks(budgets, [f"{tokens:.1f}" for tokens in budgets])
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][0].set_title(f"{task_label(task)}: what each stage's compute buys", fontsize=9)
