@@ -2,6 +2,8 @@
 the recipe are reported as what they were, and a stage 3 already run under another name is not run again."""
 
 import importlib.util
+import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -169,20 +171,25 @@ def test_a_balanced_draw_takes_equal_shares_as_far_as_each_label_allows(campaign
     assert drawn["text"].is_unique
 
 
-@pytest.mark.parametrize("class_counts", [[50, 50], [3, 1], [84, 84, 83, 83, 83, 83], [5, 2, 1]])
-def test_setfit_s_default_steps_count_its_oversampled_pairs(campaign, class_counts):
-    """Against the pairs enumerated one by one: same-class pairs with replacement, cross-class pairs, the smaller
-    set drawn again up to the larger; and against setfit's own sampler where setfit is installed."""
-    import itertools
-    import math
+CLASS_COUNTS = [[50, 50], [3, 1], [84, 84, 83, 83, 83, 83], [5, 2, 1]]
 
+
+def enumerated_setfit_steps(class_counts: list[int]) -> int:
+    """SetFit's default pairs enumerated one by one: same-class pairs with replacement, cross-class pairs, the
+    smaller set drawn again up to the larger; batches of 16."""
     labels = [label for label, n in enumerate(class_counts) for _ in range(n)]
     pairs = list(itertools.combinations_with_replacement(range(len(labels)), 2))
     same = sum(labels[a] == labels[b] for a, b in pairs)
-    different = len(pairs) - same
-    expected = math.ceil(2 * max(same, different) / 16)
-    assert campaign.setfit_default_steps(class_counts) == expected
+    return math.ceil(2 * max(same, len(pairs) - same) / 16)
 
+
+@pytest.mark.parametrize("class_counts", CLASS_COUNTS)
+def test_setfit_s_default_steps_count_its_oversampled_pairs(campaign, class_counts):
+    assert campaign.setfit_default_steps(class_counts) == enumerated_setfit_steps(class_counts)
+
+
+@pytest.mark.parametrize("class_counts", CLASS_COUNTS)
+def test_setfit_s_own_sampler_makes_those_pairs(class_counts):
     setfit = pytest.importorskip("setfit")
     from setfit.sampler import ContrastiveDataset
 
@@ -193,5 +200,6 @@ def test_setfit_s_default_steps_count_its_oversampled_pairs(campaign, class_coun
         None,
         -1,
     )
+    labels = [label for label, n in enumerate(class_counts) for _ in range(n)]
     sampled = ContrastiveDataset([str(i) for i in range(len(labels))], labels, multilabel=False)
-    assert math.ceil(len(sampled) / 16) == expected
+    assert math.ceil(len(sampled) / 16) == enumerated_setfit_steps(class_counts)
