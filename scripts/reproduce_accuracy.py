@@ -794,10 +794,15 @@ def setfit_cost_table(results: list[dict]) -> pd.DataFrame:
     """Per task, the optimizer steps a seed of SetFit's default recipe takes, the minutes a seed took where it ran,
     and the hours a seed would take at the seconds per step of its corpus's smallest task run (the test set's
     prediction included)."""
+    label_counts = {
+        corpus: pd.read_parquet(DATA / corpus / "train.parquet", columns=["label"])["label"].value_counts()
+        for corpus in LABEL_COUNTS
+    }
     rows, seconds_per_step = {}, {}
     for task in TASKS:
-        labels = pd.read_parquet(DATA / corpus_of(task) / "train.parquet", columns=["label"])["label"]
-        steps = setfit_default_steps(list(label_quota(labels.value_counts(), labels_of(task)).values()))
+        steps = setfit_default_steps(
+            list(label_quota(label_counts[corpus_of(task)], labels_of(task)).values())
+        )
         seconds = [r["seconds"] for r in results if r["method"] == "setfit" and r["task"] == task]
         if seconds:
             seconds_per_step.setdefault(corpus_of(task), np.mean(seconds) / steps)
