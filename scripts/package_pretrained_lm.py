@@ -33,7 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hf_ulmfit  # noqa: F401  (registers awd_lstm)
 from _machine import cpu_model
-from hf_ulmfit.cards import write_model_card
+from hf_ulmfit.cards import copy_campaign_plots, write_model_card
 from hf_ulmfit.data import mean_window_length
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,6 +93,12 @@ def main(argv=None) -> None:
     parser.add_argument("--command", required=True, help="the pretrain command, for the card")
     parser.add_argument("--rows", type=int, default=16)
     parser.add_argument("--data_dir", type=Path, default=DATA)
+    parser.add_argument(
+        "--plot_dir",
+        type=Path,
+        default=REPO_ROOT / "docs",
+        help="the accuracy campaign's plots (reproduce_accuracy.py report), copied into the model directory",
+    )
     args = parser.parse_args(argv)
 
     tokenizer = AutoTokenizer.from_pretrained(args.run_dir)
@@ -181,6 +187,7 @@ reads `<unk>` and the ` @-@ ` / ` @,@ ` escapes as the characters they are, and 
 
 Measured by `scripts/package_pretrained_lm.py` on {time.strftime("%Y-%m-%d")} ({time.time() - started:.0f} s).
 """
+    copy_campaign_plots(args.plot_dir, args.output_dir)  # the card links them
     write_model_card(
         args.output_dir,
         "pretrain",
@@ -192,6 +199,7 @@ Measured by `scripts/package_pretrained_lm.py` on {time.strftime("%Y-%m-%d")} ({
         license="cc-by-sa-3.0",
         num_parameters=model.num_parameters(),
         details=details,
+        campaign_plots=True,
     )
     measured["training"] = {
         "steps": steps,

@@ -3,6 +3,7 @@
     python scripts/reproduce_accuracy.py run --pretrained_lm awd-lstm-wiki-en --work_dir RUN_DIR [--tasks ...]
         [--methods ...] [--seeds ...] [--results FILE]
     python scripts/reproduce_accuracy.py report --work_dir RUN_DIR [--results FILE ...] [--plot_dir docs]
+        [--card_dirs MODEL_DIR ...]
 
 ``run`` fine-tunes the Wikipedia LM on each corpus's texts (stage 2, once per corpus), then trains one classifier
 per (task, method, seed) and appends its test metrics to the results file (``RUN_DIR/results.jsonl`` unless
@@ -17,7 +18,8 @@ checkpoints, or with another stage-2 budget (``--imdb_lm_docs``), give the accur
         --work_dir ../runs/accuracy-stage1-2000 --results docs/results/accuracy.jsonl --tasks trec-5452 \
         --methods ulmfit
 
-``report`` prints the tables (mean and standard deviation over seeds) and draws the plots.
+``report`` prints the tables (mean and standard deviation over seeds) and draws the plots; ``--card_dirs`` copies
+them into model directories whose cards show them (the shipped LMs', ``hf_ulmfit.cards.CAMPAIGN_PLOTS``).
 
 Tasks (data from ../shared/data, see its README), named CORPUS-LABELS:
   imdb-N     IMDb sentiment with N labelled training reviews, N in 100, 500, 1000, 5000 and 25000 (all):
@@ -1023,12 +1025,25 @@ def report(args: argparse.Namespace) -> None:
     print(markdown_table(setfit_cost_table(everything)))
     plot_dir = Path(args.plot_dir)
     for corpus in LABEL_COUNTS:
-        plot_accuracy_by_labels(results, corpus, plot_dir / f"accuracy_vs_labels_{corpus}.png")
+        plot_accuracy_by_labels(results, corpus, plot_dir / labels_plot_name(corpus))
     for task in COMPUTE_STUDY_TASKS:
-        plot_accuracy_by_compute(everything, task, args, plot_dir / f"accuracy_vs_compute_{task}.png")
+        plot_accuracy_by_compute(everything, task, args, plot_dir / compute_plot_name(task))
+    if args.card_dirs:
+        from hf_ulmfit.cards import copy_campaign_plots
+
+        for card_dir in args.card_dirs:
+            copy_campaign_plots(plot_dir, card_dir)
     schedule_run = work_dir / "classifiers" / f"{args.schedule_run}"
     if (schedule_run / "trainer_state.json").exists():
         plot_learning_rates(schedule_run / "trainer_state.json", plot_dir / "learning_rates.png")
+
+
+def labels_plot_name(corpus: str) -> str:
+    return f"accuracy_vs_labels_{corpus}.png"
+
+
+def compute_plot_name(task: str) -> str:
+    return f"accuracy_vs_compute_{task}.png"
 
 
 def save_figure(figure, axes, path: Path) -> None:
@@ -1200,6 +1215,12 @@ def main(argv: list[str] | None = None) -> None:
         "--imdb_lm_docs", type=int, default=IMDB_LM_TEXTS, help="The main runs' stage-2 budget."
     )
     report_parser.add_argument("--plot_dir", default="docs", help="Where the PNG plots go.")
+    report_parser.add_argument(
+        "--card_dirs",
+        nargs="+",
+        default=[],
+        help="Model directories whose cards show the plots (the shipped LMs): each gets a copy of them.",
+    )
     report_parser.add_argument(
         "--schedule_run",
         default="imdb-1000-ulmfit-s0",

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +12,11 @@ from transformers import default_data_collator
 
 from hf_ulmfit import AWDLSTMConfig, AWDLSTMForSequenceClassification, train_tokenizer
 from hf_ulmfit.cards import (
+    CAMPAIGN_PLOTS,
+    PLOT_FOLDER,
     STAGES,
     build_model_card,
+    copy_campaign_plots,
     dataset_names,
     hub_base_model,
     is_ulmfit_card,
@@ -64,6 +68,39 @@ def test_the_repository_card_is_the_shipped_lm_card_rendered_with_valid_hub_meta
     assert card.data.library_name == "transformers"
     assert card.data.pipeline_tag == "text-generation"
     assert metadata_errors(card.data.to_dict()) == []
+
+
+IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
+
+
+def test_a_card_shows_the_campaign_s_plots_only_when_asked(tmp_path):
+    """A user's card links no image it does not carry; the shipped LMs' cards link the plots in PLOT_FOLDER."""
+    plain = str(build_model_card("pretrain", config("pretrain")))
+    assert IMAGE_LINK.findall(plain) == []
+    with_plots = str(build_model_card("pretrain", config("pretrain"), campaign_plots=True))
+    links = IMAGE_LINK.findall(with_plots)
+    assert links == [(alt, f"{PLOT_FOLDER}/{name}") for name, alt in CAMPAIGN_PLOTS.items()]
+    # beside the campaign's table, before the limitations
+    assert (
+        with_plots.index("what is still to run.")
+        < with_plots.index("![")
+        < with_plots.index("## Limitations")
+    )
+
+
+def test_copying_the_campaign_s_plots_copies_all_or_none(tmp_path):
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    names = list(CAMPAIGN_PLOTS)
+    for index, name in enumerate(names[:-1]):
+        (plots / name).write_bytes(bytes([index]) * 10)
+    with pytest.raises(FileNotFoundError, match=names[-1]):
+        copy_campaign_plots(plots, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    (plots / names[-1]).write_bytes(b"last")
+    copies = copy_campaign_plots(plots, tmp_path / "model")
+    assert copies == [tmp_path / "model" / PLOT_FOLDER / name for name in names]
+    assert [copy.read_bytes() for copy in copies] == [(plots / name).read_bytes() for name in names]
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import hf_ulmfit
 from hf_ulmfit import AWDLSTMConfig
+from hf_ulmfit.cards import CAMPAIGN_PLOTS, PLOT_FOLDER
 from hf_ulmfit.pretrained import PRETRAINED_ROOT, SHIPPED_MODELS
 
 FORWARD, BACKWARD = "awd-lstm-wiki-en", "awd-lstm-wiki-en-backward"
@@ -96,6 +97,18 @@ def test_the_shipped_perplexity_on_the_held_out_slice_is_the_cards(name):
     tokenizer = AutoTokenizer.from_pretrained(path)
     texts = pq.read_table(SLICE, columns=["text"]).column("text").to_pylist()
     assert _perplexity_by_hand(model, tokenizer, texts) == pytest.approx(_card_figure(name), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", EVERY_MODEL)
+def test_the_card_shows_the_campaign_s_plots_which_the_model_directory_carries(name):
+    """Every image the card links is in the model directory (so the Hub shows it) and is the repository's plot of
+    the same path (so the repository's model_card.md shows it too, and the two cannot drift apart)."""
+    directory = Path(hf_ulmfit.pretrained_path(name))
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (directory / "README.md").read_text())
+    assert links == [f"{PLOT_FOLDER}/{plot}" for plot in CAMPAIGN_PLOTS]
+    repository = Path(__file__).parents[1]
+    for link in links:
+        assert (directory / link).read_bytes() == (repository / link).read_bytes(), link
 
 
 @pytest.mark.parametrize("name", [shipped(FORWARD)])

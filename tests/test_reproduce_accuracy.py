@@ -203,3 +203,12 @@ def test_setfit_s_own_sampler_makes_those_pairs(class_counts):
     labels = [label for label, n in enumerate(class_counts) for _ in range(n)]
     sampled = ContrastiveDataset([str(i) for i in range(len(labels))], labels, multilabel=False)
     assert math.ceil(len(sampled) / 16) == enumerated_setfit_steps(class_counts)
+
+
+def test_report_draws_the_plots_the_shipped_cards_show(campaign):
+    """The shipped LMs' cards link CAMPAIGN_PLOTS, which ``report --card_dirs`` copies from what it drew."""
+    from hf_ulmfit.cards import CAMPAIGN_PLOTS
+
+    drawn = [campaign.labels_plot_name(corpus) for corpus in campaign.LABEL_COUNTS]
+    drawn += [campaign.compute_plot_name(task) for task in campaign.COMPUTE_STUDY_TASKS]
+    assert sorted(drawn) == sorted(CAMPAIGN_PLOTS)

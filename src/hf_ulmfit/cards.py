@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,6 +32,17 @@ TEMPLATE = "model_card.md"
 CARD_NAME = "README.md"
 DEFAULT_LICENSE = "apache-2.0"
 TAGS = ("ulmfit", "awd-lstm", "lstm", "safetensors")
+
+# The accuracy campaign's plots (``scripts/reproduce_accuracy.py report`` draws them), by file name, with the alt
+# text a card shows them under. A model directory that carries them does so in PLOT_FOLDER, the folder that holds
+# them in the repository too, so that one relative link works in the shipped card and in the repository's copy.
+PLOT_FOLDER = "docs"
+CAMPAIGN_PLOTS = {
+    "accuracy_vs_labels_imdb.png": "IMDb accuracy against labels",
+    "accuracy_vs_labels_trec.png": "TREC-6 accuracy against labels",
+    "accuracy_vs_compute_imdb-1000.png": "IMDb accuracy against stage-1 and stage-2 tokens",
+    "accuracy_vs_compute_trec-5452.png": "TREC-6 accuracy against stage-1 tokens",
+}
 
 # A Hub model id: "name" or "owner/name".
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
@@ -89,6 +101,7 @@ def build_model_card(
     num_parameters: int | None = None,
     training: dict[str, Any] | None = None,
     details: str | None = None,
+    campaign_plots: bool = False,
 ) -> ModelCard:
     """The model card of a ULMFiT stage.
 
@@ -107,6 +120,9 @@ def build_model_card(
         num_parameters: shown in the card when given.
         training: hyperparameters to list in the card (name -> value).
         details: Markdown placed after the training data (how a shipped model was trained and measured).
+        campaign_plots: show the accuracy campaign's plots (``CAMPAIGN_PLOTS``) beside its table, linked in
+            ``PLOT_FOLDER``: for a model directory that carries them (``copy_campaign_plots``), as the shipped
+            LMs do.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {sorted(STAGES)}, got {stage!r}.")
@@ -153,6 +169,9 @@ def build_model_card(
         ],
         training=training or {},
         details=details,
+        plots=[{"path": f"{PLOT_FOLDER}/{name}", "alt": alt} for name, alt in CAMPAIGN_PLOTS.items()]
+        if campaign_plots
+        else [],
         **_architecture(config, num_parameters),
     )
 
@@ -163,6 +182,19 @@ def write_model_card(output_dir: str | os.PathLike, stage: str, config: Any, **k
     path.parent.mkdir(parents=True, exist_ok=True)
     build_model_card(stage, config, **kwargs).save(path)
     return path
+
+
+def copy_campaign_plots(plot_dir: str | os.PathLike, model_dir: str | os.PathLike) -> list[Path]:
+    """Copies the campaign's plots (``CAMPAIGN_PLOTS``) from ``plot_dir`` into ``model_dir``'s ``PLOT_FOLDER``,
+    where a card built with ``campaign_plots=True`` links them; the copies' paths. Copies none if one is missing."""
+    sources = [Path(plot_dir) / name for name in CAMPAIGN_PLOTS]
+    missing = [str(source) for source in sources if not source.is_file()]
+    if missing:
+        raise FileNotFoundError(f"The accuracy campaign's plots are missing: {missing}; draw them with "
+                                "`python scripts/reproduce_accuracy.py report --plot_dir ...` first.")  # fmt: skip
+    target = Path(model_dir) / PLOT_FOLDER
+    target.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copyfile(source, target / source.name)) for source in sources]
 
 
 def evaluation_results(metrics: dict[str, float], task: str, dataset: str) -> list[EvalResult]:
@@ -339,9 +371,11 @@ def _plain(value: Any) -> Any:
 
 
 __all__ = [
+    "CAMPAIGN_PLOTS",
     "METRICS",
     "STAGES",
     "build_model_card",
+    "copy_campaign_plots",
     "dataset_names",
     "evaluation_results",
     "hub_base_model",
