@@ -10,6 +10,9 @@ cannot generate, ``text-classification`` for the classifier), ``tags`` (``ulmfit
 renders the card from the trainer's model and last evaluation, and keeps what a card already in
 ``output_dir`` says (datasets, base model, license, ...) unless told otherwise.
 
+The shipped LMs' cards also show the accuracy campaign's plots (``campaign_plots``), which their directories
+carry (``copy_campaign_plots``); a user's card shows no image it does not carry.
+
 ``base_model`` must be a model id on the Hub (the Hub refuses other values), so a stage that starts from a
 local directory names that directory in the card's text only, unless the directory's own card (written by the
 previous stage with ``hub_model_id`` set) says which Hub repo it is.
