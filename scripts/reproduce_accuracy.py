@@ -385,6 +385,9 @@ class Campaign:
     data: Path
     imdb_lm_docs: int
     backward_lm: str = "awd-lstm-wiki-en-backward"  # the stage-1 LM of ulmfit_backward
+    stage2_seed: int = (
+        0  # the main runs' is 0; another repeats stage 2 to measure how far two stage-2 runs differ
+    )
 
     @property
     def pretrained_dir(self) -> Path:
@@ -397,13 +400,21 @@ class Campaign:
 
     def lm_dir(self, corpus: str, backwards: bool = False) -> Path:
         budget = f"-{self.imdb_lm_docs}" if corpus == "imdb" else ""
-        return self.work_dir / f"lm-{corpus}{budget}{'-backward' if backwards else ''}"
+        return (
+            self.work_dir / f"lm-{corpus}{budget}{'-backward' if backwards else ''}{self.stage2_seed_suffix}"
+        )
+
+    @property
+    def stage2_seed_suffix(self) -> str:
+        return f"-seed{self.stage2_seed}" if self.stage2_seed else ""
 
     def stage3_name(self, task: str) -> str:
-        """The task, and the stage-2 budget where it is not the main one: what names a task's stage-3 folders
-        and held-out scores, so that runs from another budget neither overwrite nor resume the main runs."""
+        """The task, and the stage-2 budget and seed where they are not the main ones: what names a task's
+        stage-3 folders and held-out scores, so that runs from another stage 2 neither overwrite nor resume the
+        main runs."""
         other_budget = corpus_of(task) == "imdb" and self.imdb_lm_docs != IMDB_LM_TEXTS
-        return f"{task}-lm{self.imdb_lm_docs}" if other_budget else task
+        name = f"{task}-lm{self.imdb_lm_docs}" if other_budget else task
+        return name + self.stage2_seed_suffix
 
 
 # What every stage-2 and stage-3 run of the campaign sets beyond the package's defaults: a checkpoint every 200
@@ -435,7 +446,7 @@ def drop_checkpoints(output: Path) -> None:
 
 
 def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Path:
-    """Stage 2 on the corpus's texts (once per corpus, budget and direction, seed 0); returns the fine-tuned LM's
+    """Stage 2 on the corpus's texts (once per corpus, budget, direction and seed); returns the fine-tuned LM's
     folder. An interrupted run resumes from its last checkpoint; the checkpoints go once the LM is saved."""
     from hf_ulmfit import stages
 
@@ -450,7 +461,7 @@ def finetune_lm(campaign: Campaign, corpus: str, backwards: bool = False) -> Pat
         train_file=str(campaign.data / lm_corpus_file(corpus, campaign.imdb_lm_docs)),
         validation_split_percentage=5,
         output_dir=str(output),
-        seed=0,
+        seed=campaign.stage2_seed,
         learning_rate=LM_FINETUNE_LEARNING_RATE,
         logging_steps=50,
         resume_from_checkpoint="true" if resume else None,
@@ -899,7 +910,9 @@ def run(args: argparse.Namespace) -> None:
             "../shared/tools/setup-fastai-peer.sh, pass --fastai_python, or leave fastai out of --methods."
         )
     data = prepare_data(work_dir, args.tasks, args.seeds, args.imdb_test_size, args.imdb_lm_docs)
-    campaign = Campaign(args.pretrained_lm, work_dir, data, args.imdb_lm_docs, args.backward_lm)
+    campaign = Campaign(
+        args.pretrained_lm, work_dir, data, args.imdb_lm_docs, args.backward_lm, args.stage2_seed
+    )
     results_file = Path(args.results) if args.results else work_dir / "results.jsonl"
     stage1 = {"stage1_lm": str(args.pretrained_lm), "stage1_tokens": tokens_seen(campaign.pretrained_dir)}
     backward_stage1 = {
@@ -916,6 +929,8 @@ def run(args: argparse.Namespace) -> None:
                 record["stage2_docs"] = (
                     args.imdb_lm_docs if corpus_of(task) == "imdb" and uses_stage2 else None
                 )
+                if uses_stage2 and args.stage2_seed:  # the main runs' records name no stage-2 seed
+                    record["stage2_seed"] = args.stage2_seed
                 record["stage3_schedule"] = (
                     RECIPE if method in METHOD_CHANGES or method == "ulmfit_tuned" else None
                 )
@@ -944,9 +959,9 @@ def run(args: argparse.Namespace) -> None:
 
 def run_key(record: dict) -> tuple:
     """What identifies a run: the task, the stage 3 it trained (``reported_method``), the seed, the stage-1 LM
-    and the stage-2 budget. A run whose stage 3 an earlier one trained already, under another method's name, is
-    not run again."""
-    keys = ("task", "seed", "stage1_lm", "stage2_docs")
+    and the stage-2 budget and seed. A run whose stage 3 an earlier one trained already, under another method's
+    name, is not run again."""
+    keys = ("task", "seed", "stage1_lm", "stage2_docs", "stage2_seed")
     return (reported_method(record), *(record.get(k) for k in keys))
 
 
@@ -969,6 +984,33 @@ def summary_table(results: list[dict]) -> pd.DataFrame:
     table = cells.pivot(index="method", columns="task", values="cell")
     order = sorted(table.index, key=lambda method: (METHODS.index(method.split(" ")[0]), method))
     return table.loc[order, [t for t in TASKS if t in table.columns]].fillna("")
+
+
+def stage2_seed_table(results: list[dict]) -> pd.DataFrame:
+    """Test accuracy (%) of the runs repeated from another stage 2 (``--stage2_seed``), beside the runs from the
+    main stage 2 (seed 0) of the same stage-1 LM, budget, task and method: how far one stage 2 moves its
+    classifiers. Empty where nothing was repeated."""
+
+    def study(r: dict) -> tuple:
+        return r["task"], r["method"], r.get("stage1_lm"), r.get("stage2_docs")
+
+    repeated = {study(r) for r in results if r.get("stage2_seed")}
+    frame = pd.DataFrame(
+        [{**r, "stage2_seed": r.get("stage2_seed", 0)} for r in results if study(r) in repeated]
+    )
+    if frame.empty:
+        return frame
+    frame["accuracy"] *= 100
+    frame["run"] = [
+        f"{task}, {method}, from {lm}" for task, method, lm, _ in map(study, frame.to_dict("records"))
+    ]
+    cells = frame.groupby(["run", "stage2_seed"])["accuracy"].agg(["mean", "std", "count"]).reset_index()
+    cells["cell"] = [
+        f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)"
+        for m, s, n in zip(cells["mean"], cells["std"], cells["count"])
+    ]
+    cells["stage2_seed"] = [f"stage-2 seed {seed}" for seed in cells["stage2_seed"]]
+    return cells.pivot(index="run", columns="stage2_seed", values="cell").fillna("")
 
 
 def selection_table(folder: Path) -> pd.DataFrame:
@@ -997,11 +1039,14 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def main_runs(results: list[dict], stage1_lm: str, stage2_docs: int) -> list[dict]:
-    """The runs from the main stage-1 LM and the full stage-2 budget (the compute study's others left out)."""
+    """The runs from the main stage-1 LM and the full stage-2 budget, seed 0 (the compute study's others left
+    out)."""
     return [
         r
         for r in results
-        if r.get("stage1_lm", stage1_lm) == stage1_lm and r.get("stage2_docs") in (None, stage2_docs)
+        if r.get("stage1_lm", stage1_lm) == stage1_lm
+        and r.get("stage2_docs") in (None, stage2_docs)
+        and not r.get("stage2_seed")
     ]
 
 
@@ -1023,6 +1068,10 @@ def report(args: argparse.Namespace) -> None:
         "\nSetFit's default recipe: optimizer steps, minutes a seed where run, hours a seed at that pace:\n"
     )
     print(markdown_table(setfit_cost_table(everything)))
+    repeated = stage2_seed_table(everything)
+    if not repeated.empty:
+        print("\nThe same stage-3 runs from two stage-2 runs (seeds) of one LM:\n")
+        print(markdown_table(repeated))
     plot_dir = Path(args.plot_dir)
     for corpus in LABEL_COUNTS:
         plot_accuracy_by_labels(results, corpus, plot_dir / labels_plot_name(corpus))
@@ -1097,7 +1146,13 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = pd.DataFrame([r for r in results if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS])
+    runs = pd.DataFrame(
+        [
+            r
+            for r in results
+            if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS and not r.get("stage2_seed")
+        ]
+    )
     if runs.empty or "stage1_tokens" not in runs:
         return
     main_budget = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
@@ -1206,6 +1261,13 @@ def main(argv: list[str] | None = None) -> None:
         default=IMDB_LM_TEXTS,
         help="IMDb reviews stage 2 reads (the budget): up to 75,000 (all), one pass over a fixed sample of "
         "that many; a multiple of 75,000, that many reviews in whole passes over all of them.",
+    )
+    run_parser.add_argument(
+        "--stage2_seed",
+        type=int,
+        default=0,
+        help="Stage 2's seed: 0 for the main runs; another repeats stage 2 (its own LM and classifier folders, "
+        "reported beside the main runs) to measure how far two stage-2 runs move the classifiers.",
     )
     report_parser = sub.add_parser("report", help="Tables and plots from the results.")
     report_parser.add_argument("--work_dir", required=True)

@@ -123,6 +123,37 @@ def test_another_stage_2_budget_keeps_its_own_stage_3_folders(campaign, tmp_path
     assert folder(20000, "trec-500") == folder(campaign.IMDB_LM_TEXTS, "trec-500")  # TREC-6's stage 2 is one
 
 
+def test_a_repeated_stage_2_keeps_its_own_folders_and_is_reported_beside_the_main_one(campaign, tmp_path):
+    """``--stage2_seed`` repeats stage 2 to measure how far two stage-2 runs move the classifiers: its LM and
+    classifiers go to folders of their own, its records are runs of their own, and the report sets them beside
+    the main runs (seed 0) of the same study instead of among them."""
+
+    def runs(stage2_seed, imdb_lm_docs=campaign.IMDB_LM_TEXTS):
+        return campaign.Campaign("lm", tmp_path, tmp_path / "data", imdb_lm_docs, stage2_seed=stage2_seed)
+
+    main, repeat = runs(0), runs(1)
+    assert main.lm_dir("imdb") == tmp_path / "lm-imdb-75000"  # the main runs' folders keep their names
+    assert repeat.lm_dir("imdb") != main.lm_dir("imdb")
+    assert repeat.lm_dir("trec") != main.lm_dir("trec")
+    assert repeat.lm_dir("imdb") != runs(1, 150000).lm_dir("imdb")
+    assert campaign.classifier_dir(repeat, "imdb-1000", "ulmfit", 0) != campaign.classifier_dir(
+        main, "imdb-1000", "ulmfit", 0
+    )
+
+    def result(seed, accuracy, stage2_seed=None):
+        r = {**record("ulmfit", "imdb-1000", "measured", seed), "stage2_docs": 75000, "accuracy": accuracy}
+        return {**r, "stage2_seed": stage2_seed} if stage2_seed else r
+
+    first = [result(seed, 0.78 + seed / 100) for seed in range(3)]
+    again = [result(seed, 0.76 + seed / 100, stage2_seed=1) for seed in range(3)]
+    assert campaign.run_key(again[0]) != campaign.run_key(first[0])
+    assert campaign.main_runs(first + again, "lm", 75000) == first
+    table = campaign.stage2_seed_table(first + again + [result(0, 0.5) | {"task": "imdb-500"}])
+    assert list(table.index) == ["imdb-1000, ulmfit, from lm"]  # the unrepeated study is left out
+    assert dict(table.iloc[0]) == {"stage-2 seed 0": "79.0 ± 1.0 (3)", "stage-2 seed 1": "77.0 ± 1.0 (3)"}
+    assert campaign.stage2_seed_table(first).empty
+
+
 def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campaign, tmp_path):
     """The stage-2 panel has a line per study method run at two budgets, the feature-extraction arms among them;
     a task run at one budget only gets no plot."""
