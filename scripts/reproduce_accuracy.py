@@ -385,9 +385,8 @@ class Campaign:
     data: Path
     imdb_lm_docs: int
     backward_lm: str = "awd-lstm-wiki-en-backward"  # the stage-1 LM of ulmfit_backward
-    stage2_seed: int = (
-        0  # the main runs' is 0; another repeats stage 2 to measure how far two stage-2 runs differ
-    )
+    # the main runs' is 0; another repeats stage 2 to measure how far two stage-2 runs differ
+    stage2_seed: int = 0
 
     @property
     def pretrained_dir(self) -> Path:
@@ -971,16 +970,21 @@ def read_results(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def summary_table(results: list[dict]) -> pd.DataFrame:
-    """Test accuracy (%) per method and task: mean ± standard deviation over seeds, and the number of seeds."""
-    frame = pd.DataFrame(results)
-    frame["accuracy"] *= 100
-    grouped = frame.groupby(["method", "task"])["accuracy"]
-    cells = grouped.agg(["mean", "std", "count"]).reset_index()
+def seed_cells(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Accuracy (%) grouped ``by``, one row per group, its ``cell``: "mean ± standard deviation (seeds)"."""
+    cells = frame.groupby(by)["accuracy"].agg(["mean", "std", "count"]).reset_index()
     cells["cell"] = [
         f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)"
         for m, s, n in zip(cells["mean"], cells["std"], cells["count"])
     ]
+    return cells
+
+
+def summary_table(results: list[dict]) -> pd.DataFrame:
+    """Test accuracy (%) per method and task: mean ± standard deviation over seeds, and the number of seeds."""
+    frame = pd.DataFrame(results)
+    frame["accuracy"] *= 100
+    cells = seed_cells(frame, ["method", "task"])
     table = cells.pivot(index="method", columns="task", values="cell")
     order = sorted(table.index, key=lambda method: (METHODS.index(method.split(" ")[0]), method))
     return table.loc[order, [t for t in TASKS if t in table.columns]].fillna("")
@@ -1004,11 +1008,7 @@ def stage2_seed_table(results: list[dict]) -> pd.DataFrame:
     frame["run"] = [
         f"{task}, {method}, from {lm}" for task, method, lm, _ in map(study, frame.to_dict("records"))
     ]
-    cells = frame.groupby(["run", "stage2_seed"])["accuracy"].agg(["mean", "std", "count"]).reset_index()
-    cells["cell"] = [
-        f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)"
-        for m, s, n in zip(cells["mean"], cells["std"], cells["count"])
-    ]
+    cells = seed_cells(frame, ["run", "stage2_seed"])
     cells["stage2_seed"] = [f"stage-2 seed {seed}" for seed in cells["stage2_seed"]]
     return cells.pivot(index="run", columns="stage2_seed", values="cell").fillna("")
 
