@@ -1013,6 +1013,24 @@ def stage2_seed_table(results: list[dict]) -> pd.DataFrame:
     return cells.pivot(index="run", columns="stage2_seed", values="cell").fillna("")
 
 
+def compute_table(results: list[dict], task: str) -> pd.DataFrame:
+    """Test accuracy (%) on ``task`` of the compute study's methods, one row per stage-1 LM and stage-2 budget
+    run (the main stage-2 seed), by the tokens each stage saw: the numbers behind its plot. Empty where the
+    task was run from one LM and budget only."""
+    runs = [r for r in results if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS]
+    frame = pd.DataFrame([r for r in runs if not r.get("stage2_seed") and r.get("stage2_tokens")])
+    if frame.empty or len(frame.groupby(["stage1_tokens", "stage2_tokens"])) < 2:
+        return pd.DataFrame()
+    frame["accuracy"] *= 100
+    cells = seed_cells(frame, ["stage1_tokens", "stage2_tokens", "method"])
+    table = cells.pivot(
+        index=["stage1_tokens", "stage2_tokens"], columns="method", values="cell"
+    ).sort_index()
+    table.index = [f"{stage1 / 1e6:.1f}M, {stage2 / 1e6:.1f}M" for stage1, stage2 in table.index]
+    table.index.name = "tokens seen: stage 1, stage 2"
+    return table[[m for m in COMPUTE_STUDY_METHODS if m in table.columns]].fillna("")
+
+
 def selection_table(folder: Path) -> pd.DataFrame:
     """Held-out accuracy (%) of each stage-3 setting tried (rows) on each task (columns); a setting tried under
     an earlier generation of the recipe names it."""
@@ -1068,6 +1086,13 @@ def report(args: argparse.Namespace) -> None:
         "\nSetFit's default recipe: optimizer steps, minutes a seed where run, hours a seed at that pace:\n"
     )
     print(markdown_table(setfit_cost_table(everything)))
+    for task in TASKS:
+        compute = compute_table(everything, task)
+        if not compute.empty:
+            print(
+                f"\nWhat each stage's compute buys, {task_label(task)}: test accuracy (%) by the tokens seen:\n"
+            )
+            print(markdown_table(compute))
     repeated = stage2_seed_table(everything)
     if not repeated.empty:
         print("\nThe same stage-3 runs from two stage-2 runs (seeds) of one LM:\n")

@@ -243,3 +243,34 @@ def test_report_draws_the_plots_the_shipped_cards_show(campaign):
     drawn = [campaign.labels_plot_name(corpus) for corpus in campaign.LABEL_COUNTS]
     drawn += [campaign.compute_plot_name(task) for task in campaign.COMPUTE_STUDY_TASKS]
     assert sorted(drawn) == sorted(CAMPAIGN_PLOTS)
+
+
+def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
+    """``report`` prints the numbers behind the compute plots: one row per (stage-1 tokens, stage-2 tokens), the
+    study's methods as columns, mean ± std over seeds; repeats of a stage 2 and the baselines stay out."""
+    import statistics
+
+    def run(method, stage1_tokens, stage2_tokens, seed, accuracy, **extra):
+        return {**record(method, "imdb-1000", None, seed), "stage1_tokens": stage1_tokens,
+                "stage2_tokens": stage2_tokens, "accuracy": accuracy, **extra}  # fmt: skip
+
+    shipped = [run("ulmfit", 27e6, 23.4e6, seed, a) for seed, a in enumerate((0.79, 0.80, 0.81))]
+    assert campaign.compute_table(shipped, "imdb-1000").empty  # one LM and budget: nothing to compare
+
+    random_weights = [run("ulmfit", 0, 23.4e6, seed, a) for seed, a in enumerate((0.775, 0.79, 0.80))]
+    more_stage2 = [run("features_lr", 27e6, 46.8e6, 0, 0.73)]
+    left_out = [
+        run("ulmfit", 0, 23.4e6, 0, 0.5, stage2_seed=1),  # a repeated stage 2 has a table of its own
+        run("tfidf", 0, None, 0, 0.9),  # a baseline has no LM
+        {**run("ulmfit", 0, 23.4e6, 0, 0.5), "task": "imdb-500"},
+    ]
+    table = campaign.compute_table(shipped + random_weights + more_stage2 + left_out, "imdb-1000")
+    assert list(table.index) == ["0.0M, 23.4M", "27.0M, 23.4M", "27.0M, 46.8M"]
+    assert list(table.columns) == ["ulmfit", "features_lr"]
+    scores = [100 * r["accuracy"] for r in random_weights]
+    assert table.loc["0.0M, 23.4M", "ulmfit"] == (
+        f"{statistics.mean(scores):.1f} ± {statistics.stdev(scores):.1f} (3)"
+    )
+    assert table.loc["27.0M, 23.4M", "ulmfit"] == "80.0 ± 1.0 (3)"
+    assert table.loc["27.0M, 46.8M", "features_lr"] == "73.0 (1)"
+    assert table.loc["27.0M, 46.8M", "ulmfit"] == ""
