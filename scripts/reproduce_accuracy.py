@@ -497,6 +497,16 @@ def tokens_seen(lm_dir: Path) -> int | None:
     return round(state["global_step"] * state["train_batch_size"] * mean_window_length(bptt))
 
 
+def schedule_finished(lm_dir: Path) -> bool:
+    """Whether an LM's last run ended its learning-rate schedule: False for a checkpoint taken midway (STLR still
+    near its peak), True for a finished run's model, the shipped LMs and random weights."""
+    state = lm_dir / "trainer_state.json"
+    if not state.exists():
+        return True
+    state = json.loads(state.read_text())
+    return state["global_step"] >= state["max_steps"]
+
+
 def random_lm(campaign: Campaign) -> Path:
     """The Wikipedia LM's architecture and tokenizer with fresh random weights: the from-scratch baseline, and,
     passed as ``--pretrained_lm``, the stage-1 compute study's point at zero tokens (the paper's "without
@@ -913,7 +923,11 @@ def run(args: argparse.Namespace) -> None:
         args.pretrained_lm, work_dir, data, args.imdb_lm_docs, args.backward_lm, args.stage2_seed
     )
     results_file = Path(args.results) if args.results else work_dir / "results.jsonl"
-    stage1 = {"stage1_lm": str(args.pretrained_lm), "stage1_tokens": tokens_seen(campaign.pretrained_dir)}
+    stage1 = {
+        "stage1_lm": str(args.pretrained_lm),
+        "stage1_tokens": tokens_seen(campaign.pretrained_dir),
+        "stage1_finished": schedule_finished(campaign.pretrained_dir),
+    }
     backward_stage1 = {
         "backward_lm": args.backward_lm,
         "backward_lm_tokens": tokens_seen(Path(resolve_model_name(args.backward_lm))),
@@ -1015,18 +1029,23 @@ def stage2_seed_table(results: list[dict]) -> pd.DataFrame:
 
 def compute_table(results: list[dict], task: str) -> pd.DataFrame:
     """Test accuracy (%) on ``task`` of the compute study's methods, one row per stage-1 LM and stage-2 budget
-    run (the main stage-2 seed), by the tokens each stage saw: the numbers behind its plot. Empty where the
-    task was run from one LM and budget only."""
+    run (the main stage-2 seed), by the tokens each stage saw and whether stage 1 ended its schedule or was a
+    checkpoint taken midway: the numbers behind its plot. Empty where the task was run from one LM and budget
+    only."""
     runs = [r for r in results if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS]
-    frame = pd.DataFrame([r for r in runs if not r.get("stage2_seed") and r.get("stage2_tokens")])
-    if frame.empty or len(frame.groupby(["stage1_tokens", "stage2_tokens"])) < 2:
+    frame = pd.DataFrame(
+        [{"stage1_finished": True, **r} for r in runs if not r.get("stage2_seed") and r.get("stage2_tokens")]
+    )
+    lms = ["stage1_tokens", "stage1_finished", "stage2_tokens"]
+    if frame.empty or len(frame.groupby(lms)) < 2:
         return pd.DataFrame()
     frame["accuracy"] *= 100
-    cells = seed_cells(frame, ["stage1_tokens", "stage2_tokens", "method"])
-    table = cells.pivot(
-        index=["stage1_tokens", "stage2_tokens"], columns="method", values="cell"
-    ).sort_index()
-    table.index = [f"{stage1 / 1e6:.1f}M, {stage2 / 1e6:.1f}M" for stage1, stage2 in table.index]
+    cells = seed_cells(frame, [*lms, "method"])
+    table = cells.pivot(index=lms, columns="method", values="cell").sort_index()
+    table.index = [
+        f"{stage1 / 1e6:.1f}M{'' if finished else ' (mid-run checkpoint)'}, {stage2 / 1e6:.1f}M"
+        for stage1, finished, stage2 in table.index
+    ]
     table.index.name = "tokens seen: stage 1, stage 2"
     return table[[m for m in COMPUTE_STUDY_METHODS if m in table.columns]].fillna("")
 
@@ -1165,7 +1184,9 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
 def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Namespace, path: Path) -> None:
     """ULMFiT on ``task``: test accuracy against the tokens stage 1 saw (the shipped LM's checkpoints, the main
     stage-2 budget) and, for IMDb, against the tokens stage 2 saw (the shipped LM, other stage-2 budgets; log
-    scale). A panel is drawn where at least two budgets were run."""
+    scale). A panel is drawn where at least two budgets were run. The stage-1 panel's lines follow the shipped
+    LM's run (random weights at 0, its mid-run checkpoints); a shorter stage 1 run to the end of its schedule is
+    a star of its own."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1173,7 +1194,7 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
 
     runs = pd.DataFrame(
         [
-            r
+            {"stage1_finished": True, **r}
             for r in results
             if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS and not r.get("stage2_seed")
         ]
@@ -1182,9 +1203,12 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
         return
     main_budget = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
     main_stage2 = runs["stage2_docs"].isna() if main_budget is None else runs["stage2_docs"] == main_budget
+    shorter_stage1 = (
+        runs["stage1_finished"] & (runs["stage1_tokens"] > 0) & (runs["stage1_lm"] != args.stage1_lm)
+    )
     corpus = {"imdb": "IMDb", "trec": "TREC-6"}[corpus_of(task)]
     panels = [
-        (runs[main_stage2], "stage1_tokens", "stage-1 tokens seen (Wikipedia)"),
+        (runs[main_stage2 & ~shorter_stage1], "stage1_tokens", "stage-1 tokens seen (Wikipedia)"),
         (runs[runs["stage1_lm"] == args.stage1_lm], "stage2_tokens", f"stage-2 tokens seen ({corpus})"),
     ]
     panels = [panel for panel in panels if panel[1] in panel[0] and panel[0][panel[1]].nunique() >= 2]
@@ -1200,6 +1224,12 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
                      "marker": "s" if dashed else "o"}  # fmt: skip
             ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=method,
                         **style)  # fmt: skip
+        if column == "stage1_tokens":
+            for method, of_method in runs[main_stage2 & shorter_stage1].groupby("method"):
+                stats = of_method.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
+                ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3,
+                            color=f"C{COMPUTE_STUDY_METHODS.index(method)}", marker="*", markersize=11,
+                            linestyle="none", label=f"{method}, a shorter stage 1 run to its end")  # fmt: skip
         ax.set_xlabel(f"{what}, millions" + (" (log scale)" if column == "stage2_tokens" else ""))
         if column == "stage2_tokens":  # each budget a multiple of another: equal steps for equal factors
             budgets = sorted(frame[column].unique() / 1e6)

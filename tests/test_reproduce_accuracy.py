@@ -246,8 +246,9 @@ def test_report_draws_the_plots_the_shipped_cards_show(campaign):
 
 
 def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
-    """``report`` prints the numbers behind the compute plots: one row per (stage-1 tokens, stage-2 tokens), the
-    study's methods as columns, mean ± std over seeds; repeats of a stage 2 and the baselines stay out."""
+    """``report`` prints the numbers behind the compute plots: one row per (stage-1 tokens, stage-2 tokens), a
+    checkpoint taken midway through stage 1 apart from a stage 1 of the same tokens run to its end, the study's
+    methods as columns, mean ± std over seeds; repeats of a stage 2 and the baselines stay out."""
     import statistics
 
     def run(method, stage1_tokens, stage2_tokens, seed, accuracy, **extra):
@@ -259,13 +260,21 @@ def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
 
     random_weights = [run("ulmfit", 0, 23.4e6, seed, a) for seed, a in enumerate((0.775, 0.79, 0.80))]
     more_stage2 = [run("features_lr", 27e6, 46.8e6, 0, 0.73)]
+    checkpoint = [run("ulmfit", 6.7e6, 23.4e6, 0, 0.78, stage1_finished=False)]
+    shorter_stage1 = [run("ulmfit", 6.7e6, 23.4e6, 0, 0.795, stage1_lm="lm-6.7M")]
     left_out = [
         run("ulmfit", 0, 23.4e6, 0, 0.5, stage2_seed=1),  # a repeated stage 2 has a table of its own
         run("tfidf", 0, None, 0, 0.9),  # a baseline has no LM
         {**run("ulmfit", 0, 23.4e6, 0, 0.5), "task": "imdb-500"},
     ]
-    table = campaign.compute_table(shipped + random_weights + more_stage2 + left_out, "imdb-1000")
-    assert list(table.index) == ["0.0M, 23.4M", "27.0M, 23.4M", "27.0M, 46.8M"]
+    table = campaign.compute_table(
+        shipped + random_weights + more_stage2 + checkpoint + shorter_stage1 + left_out, "imdb-1000"
+    )
+    assert list(table.index) == [
+        "0.0M, 23.4M", "6.7M (mid-run checkpoint), 23.4M", "6.7M, 23.4M", "27.0M, 23.4M", "27.0M, 46.8M"
+    ]  # fmt: skip
+    assert table.loc["6.7M (mid-run checkpoint), 23.4M", "ulmfit"] == "78.0 (1)"
+    assert table.loc["6.7M, 23.4M", "ulmfit"] == "79.5 (1)"
     assert list(table.columns) == ["ulmfit", "features_lr"]
     scores = [100 * r["accuracy"] for r in random_weights]
     assert table.loc["0.0M, 23.4M", "ulmfit"] == (
@@ -274,3 +283,50 @@ def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
     assert table.loc["27.0M, 23.4M", "ulmfit"] == "80.0 ± 1.0 (3)"
     assert table.loc["27.0M, 46.8M", "features_lr"] == "73.0 (1)"
     assert table.loc["27.0M, 46.8M", "ulmfit"] == ""
+
+
+def test_a_checkpoint_taken_midway_is_told_from_a_finished_stage_1(campaign, tmp_path):
+    """Records say whether stage 1 ended its learning-rate schedule: a Trainer checkpoint before ``max_steps`` did
+    not (its rate is still near STLR's peak); a finished run, the shipped LM and random weights did."""
+    import json
+
+    def lm(name, global_step, max_steps):
+        folder = tmp_path / name
+        folder.mkdir()
+        state = {"global_step": global_step, "max_steps": max_steps}
+        (folder / "trainer_state.json").write_text(json.dumps(state))
+        return folder
+
+    assert not campaign.schedule_finished(lm("checkpoint-1500", 1500, 6000))
+    assert campaign.schedule_finished(lm("finished", 1500, 1500))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    (shipped / "measurements.json").write_text(json.dumps({"training": {"tokens_seen": 27e6}}))
+    assert campaign.schedule_finished(shipped)
+
+
+def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(campaign, tmp_path):
+    """The stage-1 panel's line follows the shipped LM's run (random weights, its mid-run checkpoints, the end);
+    a shorter stage 1 run to the end of its schedule, at a checkpoint's tokens, is a point of its own."""
+    import argparse
+
+    import matplotlib.pyplot as plt
+
+    def run(stage1_tokens, accuracy, **extra):
+        return {**record("ulmfit", "trec-5452", None), "stage1_tokens": stage1_tokens, "stage2_docs": None,
+                "stage2_tokens": 8e5, "accuracy": accuracy, **extra}  # fmt: skip
+
+    runs = [
+        run(0, 0.81, stage1_lm="lm-random"),
+        run(6.7e6, 0.92, stage1_lm="lm/checkpoint-1500", stage1_finished=False),
+        run(6.7e6, 0.93, stage1_lm="lm-1500"),
+        run(27e6, 0.94),
+    ]
+    args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
+    campaign.plot_accuracy_by_compute(runs, "trec-5452", args, tmp_path / "stage1.png")
+    series = {bars.get_label(): bars.lines[0].get_data() for bars in plt.gcf().axes[0].containers}
+    assert sorted(series) == ["ulmfit", "ulmfit, a shorter stage 1 run to its end"]
+    assert list(series["ulmfit"][0]) == pytest.approx([0, 6.7, 27])
+    assert list(series["ulmfit"][1]) == pytest.approx([81, 92, 94])
+    star = series["ulmfit, a shorter stage 1 run to its end"]
+    assert list(star[0]) == pytest.approx([6.7]) and list(star[1]) == pytest.approx([93])
