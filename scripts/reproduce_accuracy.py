@@ -1227,9 +1227,10 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
         if column == "stage1_tokens":
             for method, of_method in runs[main_stage2 & shorter_stage1].groupby("method"):
                 stats = of_method.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
+                star = {"color": f"C{COMPUTE_STUDY_METHODS.index(method)}", "marker": "*", "markersize": 13,
+                        "markerfacecolor": "none", "linestyle": "none"}  # fmt: skip
                 ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3,
-                            color=f"C{COMPUTE_STUDY_METHODS.index(method)}", marker="*", markersize=11,
-                            linestyle="none", label=f"{method}, a shorter stage 1 run to its end")  # fmt: skip
+                            label=f"{method}, a shorter stage 1 run to its end", **star)  # fmt: skip
         ax.set_xlabel(f"{what}, millions" + (" (log scale)" if column == "stage2_tokens" else ""))
         if column == "stage2_tokens":  # each budget a multiple of another: equal steps for equal factors
             budgets = sorted(frame[column].unique() / 1e6)
