@@ -1027,16 +1027,27 @@ def stage2_seed_table(results: list[dict]) -> pd.DataFrame:
     return cells.pivot(index="run", columns="stage2_seed", values="cell").fillna("")
 
 
+def compute_study_runs(results: list[dict], task: str) -> pd.DataFrame:
+    """The compute study's runs on ``task`` from the main stage-2 seed; a record that does not say whether its
+    stage 1 ended its schedule came from a finished LM (the mid-run checkpoints' records say so)."""
+    return pd.DataFrame(
+        [
+            {"stage1_finished": True, **r}
+            for r in results
+            if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS and not r.get("stage2_seed")
+        ]
+    )
+
+
 def compute_table(results: list[dict], task: str) -> pd.DataFrame:
     """Test accuracy (%) on ``task`` of the compute study's methods, one row per stage-1 LM and stage-2 budget
     run (the main stage-2 seed), by the tokens each stage saw and whether stage 1 ended its schedule or was a
     checkpoint taken midway: the numbers behind its plot. Empty where the task was run from one LM and budget
     only."""
-    runs = [r for r in results if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS]
-    frame = pd.DataFrame(
-        [{"stage1_finished": True, **r} for r in runs if not r.get("stage2_seed") and r.get("stage2_tokens")]
-    )
+    frame = compute_study_runs(results, task)
     lms = ["stage1_tokens", "stage1_finished", "stage2_tokens"]
+    if not frame.empty and "stage2_tokens" in frame:
+        frame = frame.dropna(subset=["stage2_tokens"])
     if frame.empty or len(frame.groupby(lms)) < 2:
         return pd.DataFrame()
     frame["accuracy"] *= 100
@@ -1192,13 +1203,7 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = pd.DataFrame(
-        [
-            {"stage1_finished": True, **r}
-            for r in results
-            if r["task"] == task and r["method"] in COMPUTE_STUDY_METHODS and not r.get("stage2_seed")
-        ]
-    )
+    runs = compute_study_runs(results, task)
     if runs.empty or "stage1_tokens" not in runs:
         return
     main_budget = args.imdb_lm_docs if corpus_of(task) == "imdb" else None
