@@ -1,22 +1,12 @@
 """The accuracy campaign names every record by the stage 3 it trained, so that runs made under earlier defaults of
 the recipe are reported as what they were, and a stage 3 already run under another name is not run again."""
 
-import importlib.util
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce_accuracy.py"
-
-
-@pytest.fixture(scope="module")
-def campaign():
-    spec = importlib.util.spec_from_file_location("reproduce_accuracy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from accuracy_campaign import baselines, draws, plots, protocol, records, runs, tables
 
 
 def record(method, task, generation, seed=0):
@@ -50,93 +40,93 @@ def record(method, task, generation, seed=0):
         ("tfidf", "imdb-100", None, "tfidf"),
     ],
 )
-def test_a_record_is_reported_as_the_stage_3_it_trained(campaign, method, task, generation, reported):
-    assert campaign.reported_method(record(method, task, generation)) == reported
+def test_a_record_is_reported_as_the_stage_3_it_trained(method, task, generation, reported):
+    assert records.reported_method(record(method, task, generation)) == reported
 
 
-def test_today_s_generation_is_the_recipe_s_defaults(campaign):
+def test_today_s_generation_is_the_recipe_s_defaults():
     """If hf_ulmfit.recipe changes the classifier's defaults, the campaign needs a new generation name: today's
     settings must be what the stages actually use."""
     from hf_ulmfit.recipe import few_label_schedule
     from hf_ulmfit.stages import stage_arguments
 
     model_args, _, args = stage_arguments("train-classifier", output_dir="out")
-    assert campaign.recipe_settings(campaign.RECIPE, 5452) == {
+    assert protocol.recipe_settings(protocol.RECIPE, 5452) == {
         "per_device_train_batch_size": args.per_device_train_batch_size,
         "num_train_epochs": args.num_train_epochs,
         "dropout_multiplier": model_args.dropout_multiplier,
         "gradual_unfreezing": args.gradual_unfreezing,
     }
-    assert campaign.recipe_settings(campaign.RECIPE, 100) == {
-        **campaign.recipe_settings(campaign.RECIPE, 5452),
+    assert protocol.recipe_settings(protocol.RECIPE, 100) == {
+        **protocol.recipe_settings(protocol.RECIPE, 5452),
         **few_label_schedule(100),
     }
-    assert campaign.recipe_settings("paper", 100) == campaign.PAPER_STAGE3
+    assert protocol.recipe_settings("paper", 100) == protocol.PAPER_STAGE3
 
 
-def test_a_stage_3_already_run_under_another_name_is_not_run_again(campaign):
-    done = {campaign.run_key(record("no_unfreeze", "imdb-1000", "few-label", seed=1))}
-    assert campaign.run_key(record("ulmfit", "imdb-1000", "measured", seed=1)) in done
-    assert campaign.run_key(record("ulmfit", "imdb-1000", "measured", seed=2)) not in done
-    assert campaign.run_key(record("gradual_unfreezing", "imdb-1000", "measured", seed=1)) not in done
+def test_a_stage_3_already_run_under_another_name_is_not_run_again():
+    done = {records.run_key(record("no_unfreeze", "imdb-1000", "few-label", seed=1))}
+    assert records.run_key(record("ulmfit", "imdb-1000", "measured", seed=1)) in done
+    assert records.run_key(record("ulmfit", "imdb-1000", "measured", seed=2)) not in done
+    assert records.run_key(record("gradual_unfreezing", "imdb-1000", "measured", seed=1)) not in done
 
 
-def test_an_interrupted_run_resumes_only_from_a_complete_checkpoint(campaign, tmp_path):
+def test_an_interrupted_run_resumes_only_from_a_complete_checkpoint(tmp_path):
     """Stage 3 with all IMDb labels outlasts a session: a new ``run`` continues from the last checkpoint the
     trainer finished writing (one with its trainer_state.json), and the checkpoints go once it ends."""
-    assert not campaign.resuming(tmp_path)
+    assert not runs.resuming(tmp_path)
     (tmp_path / "checkpoint-200").mkdir()
     (tmp_path / "checkpoint-200" / "model.safetensors").write_bytes(b"")  # no trainer state: not complete
-    assert not campaign.resuming(tmp_path)
+    assert not runs.resuming(tmp_path)
     (tmp_path / "checkpoint-200" / "trainer_state.json").write_text("{}")
-    assert campaign.resuming(tmp_path)
+    assert runs.resuming(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"")
-    campaign.drop_checkpoints(tmp_path)
+    runs.drop_checkpoints(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
-    assert campaign.RUN_SETTINGS["save_strategy"] == "steps"  # stage 3 checkpoints too
+    assert protocol.RUN_SETTINGS["save_strategy"] == "steps"  # stage 3 checkpoints too
 
 
-def test_imdb_s_stage_2_budget_counts_reviews_read(campaign):
+def test_imdb_s_stage_2_budget_counts_reviews_read():
     """Up to all 75,000 reviews, one pass over a sample of that many; beyond, whole passes over all of them (the
     validation share is then the same 5% of the same file, so the perplexities compare)."""
-    assert campaign.imdb_stage2_budget(20000) == (20000, 1)
-    assert campaign.imdb_stage2_budget(75000) == (75000, 1)
-    assert campaign.imdb_stage2_budget(150000) == (75000, 2)
-    assert campaign.lm_corpus_file("imdb", 150000) == campaign.lm_corpus_file("imdb", 75000)
-    assert campaign.lm_finetune_settings("imdb", 150000)["num_train_epochs"] == 2
-    assert campaign.lm_finetune_settings("imdb", 20000)["num_train_epochs"] == 1
+    assert protocol.imdb_stage2_budget(20000) == (20000, 1)
+    assert protocol.imdb_stage2_budget(75000) == (75000, 1)
+    assert protocol.imdb_stage2_budget(150000) == (75000, 2)
+    assert draws.lm_corpus_file("imdb", 150000) == draws.lm_corpus_file("imdb", 75000)
+    assert protocol.lm_finetune_settings("imdb", 150000)["num_train_epochs"] == 2
+    assert protocol.lm_finetune_settings("imdb", 20000)["num_train_epochs"] == 1
     with pytest.raises(SystemExit, match="multiple of 75000"):
-        campaign.imdb_stage2_budget(100000)
+        protocol.imdb_stage2_budget(100000)
 
 
-def test_another_stage_2_budget_keeps_its_own_stage_3_folders(campaign, tmp_path):
+def test_another_stage_2_budget_keeps_its_own_stage_3_folders(tmp_path):
     """The compute study trains the same task, method and seed from another stage-2 budget: its classifiers and
     held-out scores go elsewhere, so that it neither overwrites the main runs' logs nor resumes their checkpoints."""
 
     def folder(imdb_lm_docs, task="imdb-1000"):
-        runs = campaign.Campaign("awd-lstm-wiki-en", tmp_path, tmp_path / "data", imdb_lm_docs)
-        return campaign.classifier_dir(runs, task, "ulmfit", 0)
+        campaign = runs.Campaign("awd-lstm-wiki-en", tmp_path, tmp_path / "data", imdb_lm_docs)
+        return runs.classifier_dir(campaign, task, "ulmfit", 0)
 
-    main = folder(campaign.IMDB_LM_TEXTS)
-    assert main.name == f"imdb-1000-ulmfit-{campaign.RECIPE}-s0"
+    main = folder(protocol.IMDB_LM_TEXTS)
+    assert main.name == f"imdb-1000-ulmfit-{protocol.RECIPE}-s0"
     assert len({main, folder(20000), folder(150000)}) == 3
-    assert folder(20000, "trec-500") == folder(campaign.IMDB_LM_TEXTS, "trec-500")  # TREC-6's stage 2 is one
+    assert folder(20000, "trec-500") == folder(protocol.IMDB_LM_TEXTS, "trec-500")  # TREC-6's stage 2 is one
 
 
-def test_a_repeated_stage_2_keeps_its_own_folders_and_is_reported_beside_the_main_one(campaign, tmp_path):
+def test_a_repeated_stage_2_keeps_its_own_folders_and_is_reported_beside_the_main_one(tmp_path):
     """``--stage2_seed`` repeats stage 2 to measure how far two stage-2 runs move the classifiers: its LM and
     classifiers go to folders of their own, its records are runs of their own, and the report sets them beside
     the main runs (seed 0) of the same study instead of among them."""
 
-    def runs(stage2_seed, imdb_lm_docs=campaign.IMDB_LM_TEXTS):
-        return campaign.Campaign("lm", tmp_path, tmp_path / "data", imdb_lm_docs, stage2_seed=stage2_seed)
+    def campaign(stage2_seed, imdb_lm_docs=protocol.IMDB_LM_TEXTS):
+        return runs.Campaign("lm", tmp_path, tmp_path / "data", imdb_lm_docs, stage2_seed=stage2_seed)
 
-    main, repeat = runs(0), runs(1)
+    main, repeat = campaign(0), campaign(1)
     assert main.lm_dir("imdb") == tmp_path / "lm-imdb-75000"  # the main runs' folders keep their names
     assert repeat.lm_dir("imdb") != main.lm_dir("imdb")
     assert repeat.lm_dir("trec") != main.lm_dir("trec")
-    assert repeat.lm_dir("imdb") != runs(1, 150000).lm_dir("imdb")
-    assert campaign.classifier_dir(repeat, "imdb-1000", "ulmfit", 0) != campaign.classifier_dir(
+    assert repeat.lm_dir("imdb") != campaign(1, 150000).lm_dir("imdb")
+    assert runs.classifier_dir(repeat, "imdb-1000", "ulmfit", 0) != runs.classifier_dir(
         main, "imdb-1000", "ulmfit", 0
     )
 
@@ -146,15 +136,15 @@ def test_a_repeated_stage_2_keeps_its_own_folders_and_is_reported_beside_the_mai
 
     first = [result(seed, 0.78 + seed / 100) for seed in range(3)]
     again = [result(seed, 0.76 + seed / 100, stage2_seed=1) for seed in range(3)]
-    assert campaign.run_key(again[0]) != campaign.run_key(first[0])
-    assert campaign.main_runs(first + again, "lm", 75000) == first
-    table = campaign.stage2_seed_table(first + again + [result(0, 0.5) | {"task": "imdb-500"}])
+    assert records.run_key(again[0]) != records.run_key(first[0])
+    assert records.main_runs(first + again, "lm", 75000) == first
+    table = tables.stage2_seed_table(first + again + [result(0, 0.5) | {"task": "imdb-500"}])
     assert list(table.index) == ["imdb-1000, ulmfit, from lm"]  # the unrepeated study is left out
     assert dict(table.iloc[0]) == {"stage-2 seed 0": "79.0 ± 1.0 (3)", "stage-2 seed 1": "77.0 ± 1.0 (3)"}
-    assert campaign.stage2_seed_table(first).empty
+    assert tables.stage2_seed_table(first).empty
 
 
-def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campaign, tmp_path):
+def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(tmp_path):
     """The stage-2 panel has a line per study method run at two budgets, the feature-extraction arms among them;
     a task run at one budget only gets no plot."""
     import argparse
@@ -167,13 +157,13 @@ def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campa
 
     args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
     one_budget = [run(method, 75000, seed, 0.7) for method in ("ulmfit", "features_lr") for seed in (0, 1)]
-    campaign.plot_accuracy_by_compute(one_budget, "imdb-1000", args, tmp_path / "one.png")
+    plots.plot_accuracy_by_compute(one_budget, "imdb-1000", args, tmp_path / "one.png")
     assert not (tmp_path / "one.png").exists()
 
     two_budgets = one_budget + [
         run(method, 20000, seed, 0.6) for method in ("ulmfit", "features_lr") for seed in (0, 1)
     ]
-    campaign.plot_accuracy_by_compute(two_budgets, "imdb-1000", args, tmp_path / "two.png")
+    plots.plot_accuracy_by_compute(two_budgets, "imdb-1000", args, tmp_path / "two.png")
     assert (tmp_path / "two.png").stat().st_size > 0
     stage2_panel = plt.gcf().axes[-1]
     lines = {bars.get_label(): bars.lines[0] for bars in stage2_panel.containers}
@@ -187,17 +177,17 @@ def test_the_stage_2_compute_plot_draws_fine_tuning_and_feature_extraction(campa
     plt.close("all")
 
 
-def test_a_balanced_draw_takes_equal_shares_as_far_as_each_label_allows(campaign):
+def test_a_balanced_draw_takes_equal_shares_as_far_as_each_label_allows():
     import pandas as pd
 
     available = pd.Series({"rare": 3, "common": 40, "usual": 20})
-    assert campaign.label_quota(available, 30) == {"rare": 3, "usual": 13, "common": 14}
-    assert campaign.label_quota(available, 9) == {"rare": 3, "usual": 3, "common": 3}
-    assert campaign.label_quota(available, 1000) == {"rare": 3, "usual": 20, "common": 40}
+    assert draws.label_quota(available, 30) == {"rare": 3, "usual": 13, "common": 14}
+    assert draws.label_quota(available, 9) == {"rare": 3, "usual": 3, "common": 3}
+    assert draws.label_quota(available, 1000) == {"rare": 3, "usual": 20, "common": 40}
     frame = pd.DataFrame(
         {"text": [str(i) for i in range(63)], "label": ["rare"] * 3 + ["common"] * 40 + ["usual"] * 20}
     )
-    drawn = campaign.balanced_draw(frame, 30, seed=0)
+    drawn = draws.balanced_draw(frame, 30, seed=0)
     assert drawn["label"].value_counts().to_dict() == {"common": 14, "usual": 13, "rare": 3}
     assert drawn["text"].is_unique
 
@@ -215,8 +205,8 @@ def enumerated_setfit_steps(class_counts: list[int]) -> int:
 
 
 @pytest.mark.parametrize("class_counts", CLASS_COUNTS)
-def test_setfit_s_default_steps_count_its_oversampled_pairs(campaign, class_counts):
-    assert campaign.setfit_default_steps(class_counts) == enumerated_setfit_steps(class_counts)
+def test_setfit_s_default_steps_count_its_oversampled_pairs(class_counts):
+    assert baselines.setfit_default_steps(class_counts) == enumerated_setfit_steps(class_counts)
 
 
 @pytest.mark.parametrize("class_counts", CLASS_COUNTS)
@@ -236,16 +226,16 @@ def test_setfit_s_own_sampler_makes_those_pairs(class_counts):
     assert math.ceil(len(sampled) / 16) == enumerated_setfit_steps(class_counts)
 
 
-def test_report_draws_the_plots_the_shipped_cards_show(campaign):
+def test_report_draws_the_plots_the_shipped_cards_show():
     """The shipped LMs' cards link CAMPAIGN_PLOTS, which ``report --card_dirs`` copies from what it drew."""
     from hf_ulmfit.cards import CAMPAIGN_PLOTS
 
-    drawn = [campaign.labels_plot_name(corpus) for corpus in campaign.LABEL_COUNTS]
-    drawn += [campaign.compute_plot_name(task) for task in campaign.COMPUTE_STUDY_TASKS]
+    drawn = [plots.labels_plot_name(corpus) for corpus in protocol.LABEL_COUNTS]
+    drawn += [plots.compute_plot_name(task) for task in protocol.COMPUTE_STUDY_TASKS]
     assert sorted(drawn) == sorted(CAMPAIGN_PLOTS)
 
 
-def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
+def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget():
     """``report`` prints the numbers behind the compute plots: one row per (stage-1 tokens, stage-2 tokens), a
     checkpoint taken midway through stage 1 apart from a stage 1 of the same tokens run to its end, the study's
     methods as columns, mean ± std over seeds; repeats of a stage 2 and the baselines stay out."""
@@ -256,7 +246,7 @@ def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
                 "stage2_tokens": stage2_tokens, "accuracy": accuracy, **extra}  # fmt: skip
 
     shipped = [run("ulmfit", 27e6, 23.4e6, seed, a) for seed, a in enumerate((0.79, 0.80, 0.81))]
-    assert campaign.compute_table(shipped, "imdb-1000").empty  # one LM and budget: nothing to compare
+    assert tables.compute_table(shipped, "imdb-1000").empty  # one LM and budget: nothing to compare
 
     random_weights = [run("ulmfit", 0, 23.4e6, seed, a) for seed, a in enumerate((0.775, 0.79, 0.80))]
     more_stage2 = [run("features_lr", 27e6, 46.8e6, 0, 0.73)]
@@ -267,7 +257,7 @@ def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
         run("tfidf", 0, None, 0, 0.9),  # a baseline has no LM
         {**run("ulmfit", 0, 23.4e6, 0, 0.5), "task": "imdb-500"},
     ]
-    table = campaign.compute_table(
+    table = tables.compute_table(
         shipped + random_weights + more_stage2 + checkpoint + shorter_stage1 + left_out, "imdb-1000"
     )
     assert list(table.index) == [
@@ -285,7 +275,7 @@ def test_the_compute_table_has_a_row_per_lm_and_stage_2_budget(campaign):
     assert table.loc["27.0M, 46.8M", "ulmfit"] == ""
 
 
-def test_a_checkpoint_taken_midway_is_told_from_a_finished_stage_1(campaign, tmp_path):
+def test_a_checkpoint_taken_midway_is_told_from_a_finished_stage_1(tmp_path):
     """Records say whether stage 1 ended its learning-rate schedule: a Trainer checkpoint before ``max_steps`` did
     not (its rate is still near STLR's peak); a finished run, the shipped LM and random weights did."""
     import json
@@ -297,15 +287,15 @@ def test_a_checkpoint_taken_midway_is_told_from_a_finished_stage_1(campaign, tmp
         (folder / "trainer_state.json").write_text(json.dumps(state))
         return folder
 
-    assert not campaign.schedule_finished(lm("checkpoint-1500", 1500, 6000))
-    assert campaign.schedule_finished(lm("finished", 1500, 1500))
+    assert not runs.schedule_finished(lm("checkpoint-1500", 1500, 6000))
+    assert runs.schedule_finished(lm("finished", 1500, 1500))
     shipped = tmp_path / "shipped"
     shipped.mkdir()
     (shipped / "measurements.json").write_text(json.dumps({"training": {"tokens_seen": 27e6}}))
-    assert campaign.schedule_finished(shipped)
+    assert runs.schedule_finished(shipped)
 
 
-def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(campaign, tmp_path):
+def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(tmp_path):
     """The stage-1 panel's line follows the shipped LM's run (random weights, its mid-run checkpoints, the end);
     a shorter stage 1 run to the end of its schedule, at a checkpoint's tokens, is a point of its own."""
     import argparse
@@ -316,14 +306,14 @@ def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(campaig
         return {**record("ulmfit", "trec-5452", None), "stage1_tokens": stage1_tokens, "stage2_docs": None,
                 "stage2_tokens": 8e5, "accuracy": accuracy, **extra}  # fmt: skip
 
-    runs = [
+    results = [
         run(0, 0.81, stage1_lm="lm-random"),
         run(6.7e6, 0.92, stage1_lm="lm/checkpoint-1500", stage1_finished=False),
         run(6.7e6, 0.93, stage1_lm="lm-1500"),
         run(27e6, 0.94),
     ]
     args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
-    campaign.plot_accuracy_by_compute(runs, "trec-5452", args, tmp_path / "stage1.png")
+    plots.plot_accuracy_by_compute(results, "trec-5452", args, tmp_path / "stage1.png")
     series = {bars.get_label(): bars.lines[0].get_data() for bars in plt.gcf().axes[0].containers}
     assert sorted(series) == ["ulmfit", "ulmfit, a shorter stage 1 run to its end"]
     assert list(series["ulmfit"][0]) == pytest.approx([0, 6.7, 27])
