@@ -22,33 +22,6 @@ from .protocol import (
 from .records import read_results, selection_generation
 
 
-def setfit_cost_table(results: list[dict]) -> pd.DataFrame:
-    """Per task, the optimizer steps a seed of SetFit's default recipe takes, the minutes a seed took where it ran,
-    and the hours a seed would take at the seconds per step of its corpus's smallest task run (the test set's
-    prediction included)."""
-    label_counts = {
-        corpus: pd.read_parquet(DATA / corpus / "train.parquet", columns=["label"])["label"].value_counts()
-        for corpus in LABEL_COUNTS
-    }
-    rows, seconds_per_step = {}, {}
-    for task in TASKS:
-        steps = setfit_default_steps(
-            list(label_quota(label_counts[corpus_of(task)], labels_of(task)).values())
-        )
-        seconds = [r["seconds"] for r in results if r["method"] == "setfit" and r["task"] == task]
-        if seconds:
-            seconds_per_step.setdefault(corpus_of(task), np.mean(seconds) / steps)
-        rate = seconds_per_step.get(corpus_of(task))
-        rows[task_label(task)] = {
-            "steps a seed": f"{steps:,}",
-            "minutes a seed (run)": f"{np.mean(seconds) / 60:.0f}" if seconds else "",
-            "hours a seed (estimated)": f"{steps * rate / 3600:,.1f}" if rate else "",
-        }
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "SetFit's default recipe"
-    return table
-
-
 def seed_cells(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Accuracy (%) grouped ``by``, one row per group, its ``cell``: "mean ± standard deviation (seeds)"."""
     cells = frame.groupby(by)["accuracy"].agg(["mean", "std", "count"]).reset_index()
@@ -141,6 +114,33 @@ def selection_table(folder: Path) -> pd.DataFrame:
             rows.setdefault(name, {})[task_label(task)] = f"{100 * record['accuracy']:.1f}"
     table = pd.DataFrame.from_dict(rows, orient="index").fillna("")
     table.index.name = "stage-3 setting"
+    return table
+
+
+def setfit_cost_table(results: list[dict]) -> pd.DataFrame:
+    """Per task, the optimizer steps a seed of SetFit's default recipe takes, the minutes a seed took where it ran,
+    and the hours a seed would take at the seconds per step of its corpus's smallest task run (the test set's
+    prediction included)."""
+    label_counts = {
+        corpus: pd.read_parquet(DATA / corpus / "train.parquet", columns=["label"])["label"].value_counts()
+        for corpus in LABEL_COUNTS
+    }
+    rows, seconds_per_step = {}, {}
+    for task in TASKS:
+        steps = setfit_default_steps(
+            list(label_quota(label_counts[corpus_of(task)], labels_of(task)).values())
+        )
+        seconds = [r["seconds"] for r in results if r["method"] == "setfit" and r["task"] == task]
+        if seconds:
+            seconds_per_step.setdefault(corpus_of(task), np.mean(seconds) / steps)
+        rate = seconds_per_step.get(corpus_of(task))
+        rows[task_label(task)] = {
+            "steps a seed": f"{steps:,}",
+            "minutes a seed (run)": f"{np.mean(seconds) / 60:.0f}" if seconds else "",
+            "hours a seed (estimated)": f"{steps * rate / 3600:,.1f}" if rate else "",
+        }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "SetFit's default recipe"
     return table
 
 
