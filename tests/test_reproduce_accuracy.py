@@ -315,8 +315,8 @@ def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(tmp_pat
     args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
     plots.plot_accuracy_by_compute(results, "trec-5452", args, tmp_path / "stage1.png")
     series = {bars.get_label(): bars.lines[0].get_data() for bars in plt.gcf().axes[0].containers}
-    assert sorted(series) == ["ulmfit", "ulmfit, a shorter stage 1 run to its end"]
+    assert sorted(series) == ["ulmfit", "ulmfit, shorter stage-1 runs, each to its end"]
     assert list(series["ulmfit"][0]) == pytest.approx([0, 6.7, 27])
     assert list(series["ulmfit"][1]) == pytest.approx([81, 92, 94])
-    star = series["ulmfit, a shorter stage 1 run to its end"]
+    star = series["ulmfit, shorter stage-1 runs, each to its end"]
     assert list(star[0]) == pytest.approx([6.7]) and list(star[1]) == pytest.approx([93])

@@ -112,7 +112,7 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
                 star = {"color": f"C{COMPUTE_STUDY_METHODS.index(method)}", "marker": "*", "markersize": 13,
                         "markerfacecolor": "none", "linestyle": "none"}  # fmt: skip
                 ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3,
-                            label=f"{method}, a shorter stage 1 run to its end", **star)  # fmt: skip
+                            label=f"{method}, shorter stage-1 runs, each to its end", **star)  # fmt: skip
         ax.set_xlabel(f"{what}, millions" + (" (log scale)" if column == "stage2_tokens" else ""))
         if column == "stage2_tokens":  # each budget a multiple of another: equal steps for equal factors
             budgets = sorted(frame[column].unique() / 1e6)
