@@ -320,3 +320,32 @@ def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(tmp_pat
     assert list(series["ulmfit"][1]) == pytest.approx([81, 92, 94])
     star = series["ulmfit, shorter stage-1 runs, each to its end"]
     assert list(star[0]) == pytest.approx([6.7]) and list(star[1]) == pytest.approx([93])
+
+
+def test_the_compute_plot_s_one_legend_names_the_lines_of_both_panels(tmp_path):
+    """With a stage-1 and a stage-2 panel, the legend (in the last panel) names the stage-1 panel's star too."""
+    import argparse
+
+    import matplotlib.pyplot as plt
+
+    def run(method, stage1_tokens, stage2_docs, accuracy, **extra):
+        return {**record(method, "imdb-1000", None), "stage1_tokens": stage1_tokens, "stage2_docs": stage2_docs,
+                "stage2_tokens": stage2_docs * 310.0, "accuracy": accuracy, **extra}  # fmt: skip
+
+    results = [
+        run("ulmfit", 0, 75000, 0.79, stage1_lm="lm-random"),
+        run("ulmfit", 6.7e6, 75000, 0.80, stage1_lm="lm-1500"),
+        run("ulmfit", 27e6, 75000, 0.80),
+        run("features_lr", 27e6, 75000, 0.72),
+        run("ulmfit", 27e6, 150000, 0.81),
+        run("features_lr", 27e6, 150000, 0.73),
+    ]
+    args = argparse.Namespace(imdb_lm_docs=75000, stage1_lm="lm")
+    plots.plot_accuracy_by_compute(results, "imdb-1000", args, tmp_path / "both.png")
+    stage1_panel, stage2_panel = plt.gcf().axes
+    assert stage1_panel.get_legend() is None
+    assert sorted(text.get_text() for text in stage2_panel.get_legend().get_texts()) == [
+        "features_lr",
+        "ulmfit",
+        "ulmfit, shorter stage-1 runs, each to its end",
+    ]

@@ -28,9 +28,17 @@ def compute_plot_name(task: str) -> str:
 
 
 def save_figure(figure, axes, path: Path) -> None:
-    """The plots' common finish: grid, legend, layout, and a PNG at ``path``."""
+    """The plots' common finish: grid, one legend (in ``axes``) of every panel's lines, layout, and a PNG at
+    ``path``."""
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    lines = {}
+    for panel in figure.axes:
+        for line, label in zip(*panel.get_legend_handles_labels()):
+            lines.setdefault(label, line)
+    outside = (
+        {"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if len(figure.axes) > 1 else {}
+    )  # clear of lines
+    axes.legend(lines.values(), lines.keys(), fontsize=8, **outside)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
