@@ -87,17 +87,15 @@ from accuracy_campaign.protocol import (
     COMPUTE_STUDY_TASKS,
     IMDB_LM_TEXTS,
     LABEL_COUNTS,
-    METHOD_CHANGES,
     METHODS,
     NEURAL_METHODS,
-    RECIPE,
     TASKS,
     WITHOUT_STAGE2,
     corpus_of,
     labels_of,
     task_label,
 )
-from accuracy_campaign.records import main_runs, read_results, reported_method, run_key
+from accuracy_campaign.records import main_runs, new_record, read_results, reported_method, run_key
 from accuracy_campaign.runs import (
     Campaign,
     bidirectional_ensemble,
@@ -142,33 +140,16 @@ def run(args: argparse.Namespace) -> None:
     }
     done = {run_key(record) for record in read_results(results_file)}
     for task in args.tasks:
-        all_labels = labels_of(task) == ALL_LABELS[corpus_of(task)]
-        for seed in args.seeds[:1] if all_labels and corpus_of(task) == "imdb" else args.seeds:
+        for seed in seeds_of(task, args.seeds):
             for method in args.methods:
-                record = {"task": task, "method": method, "seed": seed, **stage1}
-                uses_stage2 = method not in WITHOUT_STAGE2
-                record["stage2_docs"] = (
-                    args.imdb_lm_docs if corpus_of(task) == "imdb" and uses_stage2 else None
-                )
-                if uses_stage2 and args.stage2_seed:  # the main runs' records name no stage-2 seed
-                    record["stage2_seed"] = args.stage2_seed
-                record["stage3_schedule"] = (
-                    RECIPE if method in METHOD_CHANGES or method == "ulmfit_tuned" else None
-                )
+                record = new_record(task, method, seed, stage1, args.imdb_lm_docs, args.stage2_seed)
                 if run_key(record) in done:
                     continue
                 started = time.time()
                 if method in ("ulmfit_backward", "ulmfit_bidirectional"):
                     record.update(backward_stage1)
-                if method in NEURAL_METHODS:
-                    metrics = train_classifier(task, method, seed, campaign)
-                elif method == "ulmfit_bidirectional":
-                    metrics = bidirectional_ensemble(task, seed, campaign)
-                elif method == "fastai":
-                    metrics = fastai_recipe(task, seed, campaign, args.fastai_python)
-                else:
-                    metrics = baseline(method, task, seed, campaign)
-                if uses_stage2:
+                metrics = run_method(method, task, seed, campaign, args.fastai_python)
+                if method not in WITHOUT_STAGE2:
                     backwards = method == "ulmfit_backward"
                     record["stage2_tokens"] = tokens_seen(campaign.lm_dir(corpus_of(task), backwards))
                 record.update(metrics, seconds=time.time() - started)
@@ -176,6 +157,23 @@ def run(args: argparse.Namespace) -> None:
                 with results_file.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 logger.info("%s", record)
+
+
+def seeds_of(task: str, seeds: list[int]) -> list[int]:
+    """The label-draw seeds a task runs: one for IMDb with all 25,000 labels (hours a run), every one otherwise."""
+    all_labels = labels_of(task) == ALL_LABELS[corpus_of(task)]
+    return seeds[:1] if all_labels and corpus_of(task) == "imdb" else seeds
+
+
+def run_method(method: str, task: str, seed: int, campaign: Campaign, fastai_python: str) -> dict:
+    """Trains and scores one (method, task, seed); returns its test metrics."""
+    if method in NEURAL_METHODS:
+        return train_classifier(task, method, seed, campaign)
+    if method == "ulmfit_bidirectional":
+        return bidirectional_ensemble(task, seed, campaign)
+    if method == "fastai":
+        return fastai_recipe(task, seed, campaign, fastai_python)
+    return baseline(method, task, seed, campaign)
 
 
 def report(args: argparse.Namespace) -> None:

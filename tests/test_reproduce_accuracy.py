@@ -349,3 +349,17 @@ def test_the_compute_plot_s_one_legend_names_the_lines_of_both_panels(tmp_path):
         "ulmfit",
         "ulmfit, shorter stage-1 runs, each to its end",
     ]
+
+
+def test_a_new_record_names_what_identifies_its_run():
+    """A method reading the stage-2 LM names the IMDb stage-2 budget and a repeated stage 2's seed; a stage 3 of
+    ours names the recipe's generation; the baselines name neither."""
+    stage1 = {"stage1_lm": "lm", "stage1_tokens": 27e6, "stage1_finished": True}
+    ulmfit = records.new_record("imdb-1000", "ulmfit", 2, stage1, 150000, 0)
+    assert ulmfit == {"task": "imdb-1000", "method": "ulmfit", "seed": 2, **stage1, "stage2_docs": 150000,
+                      "stage3_schedule": protocol.RECIPE}  # fmt: skip
+    assert records.new_record("imdb-1000", "ulmfit", 2, stage1, 150000, 1)["stage2_seed"] == 1
+    assert records.new_record("trec-500", "ulmfit", 0, stage1, 150000, 0)["stage2_docs"] is None
+    tfidf = records.new_record("imdb-1000", "tfidf", 0, stage1, 150000, 1)
+    assert (tfidf["stage2_docs"], tfidf["stage3_schedule"], "stage2_seed" in tfidf) == (None, None, False)
+    assert records.new_record("imdb-100", "features_lr", 0, stage1, 75000, 0)["stage3_schedule"] is None

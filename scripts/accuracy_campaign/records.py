@@ -4,7 +4,16 @@ what identifies a run."""
 import json
 from pathlib import Path
 
-from .protocol import PAPER_STAGE3, RETIRED_METHOD_CHANGES, SCHEDULE_VARIANTS, stage3_settings
+from .protocol import (
+    METHOD_CHANGES,
+    PAPER_STAGE3,
+    RECIPE,
+    RETIRED_METHOD_CHANGES,
+    SCHEDULE_VARIANTS,
+    WITHOUT_STAGE2,
+    corpus_of,
+    stage3_settings,
+)
 
 
 def stage3_generation(record: dict) -> str | None:
@@ -52,6 +61,19 @@ def settings_difference(ran: dict, now: dict) -> str:
 def selection_generation(record: dict) -> str:
     """The recipe generation a held-out score was trained under (the first selections, unmarked: few-label)."""
     return record.get("stage3_schedule", "few-label")
+
+
+def new_record(task: str, method: str, seed: int, stage1: dict, imdb_lm_docs: int, stage2_seed: int) -> dict:
+    """A run's record before it runs: what identifies it (``run_key``). A method that reads the stage-2 LM
+    names the stage-2 budget (on IMDb) and a stage-2 seed other than the main runs' 0; a stage 3 of ours names
+    the recipe generation it trains under."""
+    uses_stage2 = method not in WITHOUT_STAGE2
+    record = {"task": task, "method": method, "seed": seed, **stage1}
+    record["stage2_docs"] = imdb_lm_docs if corpus_of(task) == "imdb" and uses_stage2 else None
+    if uses_stage2 and stage2_seed:  # the main runs' records name no stage-2 seed
+        record["stage2_seed"] = stage2_seed
+    record["stage3_schedule"] = RECIPE if method in METHOD_CHANGES or method == "ulmfit_tuned" else None
+    return record
 
 
 def run_key(record: dict) -> tuple:
