@@ -27,6 +27,27 @@ def compute_plot_name(task: str) -> str:
     return f"accuracy_vs_compute_{task}.png"
 
 
+def pyplot():
+    """matplotlib's pyplot on its file-only backend, imported when a plot is drawn (the ``bench`` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def draw_mean_and_spread(
+    axes, runs: pd.DataFrame, column: str, label: str, x_unit: float = 1, **style
+) -> None:
+    """One line of ``runs``' mean test accuracy (%) by ``column`` (divided by ``x_unit``), with their standard
+    deviation over seeds as error bars."""
+    stats = runs.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
+    axes.errorbar(
+        stats.index / x_unit, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=label, **style
+    )
+
+
 def save_figure(figure, axes, path: Path) -> None:
     """The plots' common finish: grid, one legend (in ``axes``) of every panel's lines, layout, and a PNG at
     ``path``."""
@@ -35,9 +56,8 @@ def save_figure(figure, axes, path: Path) -> None:
     for panel in figure.axes:
         for line, label in zip(*panel.get_legend_handles_labels()):
             lines.setdefault(label, line)
-    outside = (
-        {"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if len(figure.axes) > 1 else {}
-    )  # clear of lines
+    # beside the panels where there are several: inside, it would cover some panel's lines
+    outside = {"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if len(figure.axes) > 1 else {}
     axes.legend(lines.values(), lines.keys(), fontsize=8, **outside)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -48,10 +68,7 @@ def save_figure(figure, axes, path: Path) -> None:
 def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> None:
     """Test accuracy against the number of labels (log scale), one line per method (mean, std as bars): where
     the feature-extraction and fine-tuning curves cross."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     frame = pd.DataFrame([r for r in results if corpus_of(r["task"]) == corpus])
     if frame.empty:
@@ -60,16 +77,13 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
     present = set(frame["method"])
     for index, method in enumerate(method for method in PLOTTED_METHODS if method in present):
-        stats = frame[frame["method"] == method].groupby("labels")["accuracy"].agg(["mean", "std"]).fillna(0)
         # one look per method: the colour cycle's ten colours, then dashed lines and square markers
         style = {
             "color": f"C{index % 10}",
             "linestyle": "-" if index < 10 else "--",
             "marker": "o" if index < 10 else "s",
         }
-        axes.errorbar(
-            stats.index, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=method, **style
-        )
+        draw_mean_and_spread(axes, frame[frame["method"] == method], "labels", method, **style)
     axes.set_xscale("log")
     axes.set_xlabel("labelled training examples")
     axes.set_ylabel("test accuracy (%)")
@@ -83,10 +97,7 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
     scale). A panel is drawn where at least two budgets were run. The stage-1 panel's lines follow the shipped
     LM's run (random weights at 0, its mid-run checkpoints); a shorter stage 1 run to the end of its schedule is
     a star of its own."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = compute_study_runs(results, task)
     if runs.empty or "stage1_tokens" not in runs:
@@ -107,26 +118,23 @@ def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Name
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
     for ax, (frame, column, what) in zip(axes[0], panels):
         for method, of_method in frame.groupby("method"):
-            stats = of_method.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
             # one look per method in every panel: its colour by its place in COMPUTE_STUDY_METHODS
             dashed = method in FEATURE_EXTRACTION_METHODS
             style = {"color": f"C{COMPUTE_STUDY_METHODS.index(method)}", "linestyle": "--" if dashed else "-",
                      "marker": "s" if dashed else "o"}  # fmt: skip
-            ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3, label=method,
-                        **style)  # fmt: skip
+            draw_mean_and_spread(ax, of_method, column, method, x_unit=1e6, **style)
         if column == "stage1_tokens":
             for method, of_method in runs[main_stage2 & shorter_stage1].groupby("method"):
-                stats = of_method.groupby(column)["accuracy"].agg(["mean", "std"]).fillna(0)
                 star = {"color": f"C{COMPUTE_STUDY_METHODS.index(method)}", "marker": "*", "markersize": 13,
                         "markerfacecolor": "none", "linestyle": "none"}  # fmt: skip
-                ax.errorbar(stats.index / 1e6, 100 * stats["mean"], yerr=100 * stats["std"], capsize=3,
-                            label=f"{method}, shorter stage-1 runs, each to its end", **star)  # fmt: skip
+                label = f"{method}, shorter stage-1 runs, each to its end"
+                draw_mean_and_spread(ax, of_method, column, label, x_unit=1e6, **star)
         ax.set_xlabel(f"{what}, millions" + (" (log scale)" if column == "stage2_tokens" else ""))
         if column == "stage2_tokens":  # each budget a multiple of another: equal steps for equal factors
             budgets = sorted(frame[column].unique() / 1e6)
             ax.set_xscale("log")
             ax.set_xticks(budgets, [f"{tokens:.1f}" for tokens in budgets])
-            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+            ax.xaxis.set_minor_locator(plt.NullLocator())
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy (%)")
     axes[0][0].set_title(f"{task_label(task)}: what each stage's compute buys", fontsize=9)
@@ -137,10 +145,7 @@ def plot_learning_rates(trainer_state: Path, path: Path) -> None:
     """Each layer group's learning rate over a classifier run: discriminative rates under STLR, drawn solid where
     the group trains and dotted while gradual unfreezing (if the run's training_args.json asked for it) keeps it
     frozen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from hf_ulmfit.callbacks import num_trainable_groups
 
