@@ -243,6 +243,32 @@ def test_freeze_encoder_trains_the_head_only(tmp_path, freeze):
     assert held == {id(p) for p in (model.head.parameters() if freeze else model.parameters())}
 
 
+def test_freeze_encoder_keeps_the_encoder_dropouts_on_while_the_head_trains(tmp_path):
+    """Only the encoder's weights are frozen: it runs in train mode, so its dropouts regularise the head (as in
+    gradual unfreezing's first epoch); evaluation runs it in eval mode."""
+    model = tiny_classifier()
+    assert model.config.weight_dropout > 0 and model.config.hidden_dropout > 0
+    modes, encode = [], model.awd_lstm.encode
+
+    def recording_encode(*args, **kwargs):  # the classifier runs its encoder chunk by chunk through encode
+        modes.append(model.awd_lstm.training)
+        return encode(*args, **kwargs)
+
+    model.awd_lstm.encode = recording_encode
+    trainer = ULMFiTTrainer(
+        model=model,
+        args=training_args(tmp_path, freeze_encoder=True),
+        train_dataset=examples(),
+        eval_dataset=examples(4),
+        data_collator=default_data_collator,
+    )
+    trainer.train()
+    assert modes and all(modes)
+    modes.clear()
+    trainer.evaluate()
+    assert modes and not any(modes)
+
+
 def test_freeze_encoder_contradicts_gradual_unfreezing_and_needs_a_classifier(tmp_path):
     with pytest.raises(ValueError, match="ask for one of them"):
         training_args(tmp_path, freeze_encoder=True, gradual_unfreezing=True)

@@ -7,6 +7,7 @@
   frozen or not, so groups unfrozen later do train.
 * ``freeze_encoder`` (feature extraction): a classifier's head trains alone on the features of the encoder it
   was loaded with; the encoder's parameters are frozen and left out of the optimizer, so they stay bit-identical.
+  The encoder stays in train mode, so its dropouts regularise the head as in gradual unfreezing's first epoch.
 * Language-model stages: the recurrent state is carried, detached, from one batch of a ``LanguageModelStream``
   to the next (truncated BPTT, as the AWD-LSTM trains), reset at each epoch and evaluation, and stored in
   checkpoints so a resumed run continues with it. With variable BPTT, each update's rates are scaled by the

@@ -67,8 +67,9 @@ class ULMFiTTrainingArguments(TrainingArguments):
         metadata={
             "help": "Classifier stage: train the head only (feature extraction). The encoder (embedding and "
             "LSTMs) stays bit-identical to the one loaded: it is left out of the optimizer, so not even weight "
-            "decay moves it; the head's BatchNorm statistics still update. Gradual unfreezing does not apply: "
-            "asking for both is an error."
+            "decay moves it; its dropouts stay on while the head trains (they regularise the head), and the "
+            "head's BatchNorm statistics still update. Gradual unfreezing does not apply: asking for both is an "
+            "error."
         },
     )
     few_label_schedule: bool = field(
