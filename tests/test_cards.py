@@ -80,6 +80,11 @@ def test_a_card_shows_the_campaign_s_plots_only_when_asked(tmp_path):
     with_plots = str(build_model_card("pretrain", config("pretrain"), campaign_plots=True))
     links = IMAGE_LINK.findall(with_plots)
     assert links == [(alt, f"{PLOT_FOLDER}/{name}") for name, alt in CAMPAIGN_PLOTS.items()]
+    # each plot on a line of its own, as a block after the paragraph, not inline in its text
+    lines = with_plots.splitlines()
+    image_lines = [number for number, line in enumerate(lines) if IMAGE_LINK.search(line)]
+    assert all(IMAGE_LINK.fullmatch(lines[number]) for number in image_lines)
+    assert lines[image_lines[0] - 1] == ""
     # beside the campaign's table, before the limitations
     assert (
         with_plots.index("what is still to run.")
