@@ -322,6 +322,34 @@ def test_the_stage_1_compute_plot_draws_a_shorter_finished_stage_1_apart(tmp_pat
     assert list(star[0]) == pytest.approx([6.7]) and list(star[1]) == pytest.approx([93])
 
 
+def test_the_labels_plot_draws_each_method_s_mean_and_keeps_its_legend_off_the_lines(tmp_path):
+    """One line per method, its mean over seeds at each label count; the legend lies beside the axes, where it
+    covers no point."""
+    import matplotlib.pyplot as plt
+
+    def run(method, task, seed, accuracy):
+        return {**record(method, task, "measured", seed), "accuracy": accuracy}
+
+    results = [
+        run("ulmfit", "imdb-100", 0, 0.60),
+        run("ulmfit", "imdb-100", 1, 0.70),
+        run("ulmfit", "imdb-25000", 0, 0.91),
+        run("tfidf", "imdb-100", 0, 0.74),
+        run("tfidf", "imdb-25000", 0, 0.91),
+        run("ulmfit", "trec-100", 0, 0.5),  # another corpus: not in the IMDb plot
+    ]
+    plots.plot_accuracy_by_labels(results, "imdb", tmp_path / "imdb.png")
+    axes = plt.gcf().axes[0]
+    series = {bars.get_label(): bars.lines[0].get_data() for bars in axes.containers}
+    assert sorted(series) == ["tfidf", "ulmfit"]
+    assert list(series["ulmfit"][0]) == [100, 25000]
+    assert list(series["ulmfit"][1]) == pytest.approx([65, 91])
+    renderer = plt.gcf().canvas.get_renderer()
+    legend_box = axes.get_legend().get_window_extent(renderer)
+    axes_box = axes.get_window_extent(renderer)
+    assert legend_box.x0 > axes_box.x1
+
+
 def test_the_compute_plot_s_one_legend_names_the_lines_of_both_panels(tmp_path):
     """With a stage-1 and a stage-2 panel, the legend (in the last panel) names the stage-1 panel's star too."""
     import argparse

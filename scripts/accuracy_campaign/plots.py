@@ -48,16 +48,17 @@ def draw_mean_and_spread(
     )
 
 
-def save_figure(figure, axes, path: Path) -> None:
+def save_figure(figure, axes, path: Path, legend_outside: bool = False) -> None:
     """The plots' common finish: grid, one legend (in ``axes``) of every panel's lines, layout, and a PNG at
-    ``path``."""
+    ``path``. The legend goes beside the panels where there are several or ``legend_outside`` asks: inside, it
+    would cover some lines."""
     axes.grid(alpha=0.3)
     lines = {}
     for panel in figure.axes:
         for line, label in zip(*panel.get_legend_handles_labels()):
             lines.setdefault(label, line)
-    # beside the panels where there are several: inside, it would cover some panel's lines
-    outside = {"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if len(figure.axes) > 1 else {}
+    beside = legend_outside or len(figure.axes) > 1
+    outside = {"loc": "upper left", "bbox_to_anchor": (1.02, 1)} if beside else {}
     axes.legend(lines.values(), lines.keys(), fontsize=8, **outside)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -74,7 +75,7 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
     if frame.empty:
         return
     frame["labels"] = frame["task"].map(labels_of)
-    figure, axes = plt.subplots(figsize=(6.5, 4.2))
+    figure, axes = plt.subplots(figsize=(8, 4.2))
     present = set(frame["method"])
     for index, method in enumerate(method for method in PLOTTED_METHODS if method in present):
         # one look per method: the colour cycle's ten colours, then dashed lines and square markers
@@ -88,7 +89,7 @@ def plot_accuracy_by_labels(results: list[dict], corpus: str, path: Path) -> Non
     axes.set_xlabel("labelled training examples")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(f"{task_label(f'{corpus}-1').split(',')[0]}: accuracy against number of labels")
-    save_figure(figure, axes, path)
+    save_figure(figure, axes, path, legend_outside=True)  # eleven methods' legend would cover their lines
 
 
 def plot_accuracy_by_compute(results: list[dict], task: str, args: argparse.Namespace, path: Path) -> None:
