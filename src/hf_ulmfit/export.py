@@ -63,7 +63,6 @@ from .modeling_awd_lstm import (
 
 CLASSIFIER_STEP_FILE = "classifier_step.onnx"
 CLASSIFIER_HEAD_FILE = "classifier_head.onnx"
-LANGUAGE_MODEL_STEP_FILE = "language_model_step.onnx"
 ONNX_CONFIG_FILE = "onnx_config.json"
 POOLING_NAMES = ("pool_last", "pool_max", "pool_sum")
 EXPORTERS = ("torchscript", "dynamo")
