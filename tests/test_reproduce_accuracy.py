@@ -226,6 +226,27 @@ def test_setfit_s_own_sampler_makes_those_pairs(class_counts):
     assert math.ceil(len(sampled) / 16) == enumerated_setfit_steps(class_counts)
 
 
+@pytest.mark.skipif(not (protocol.DATA / "trec").exists(), reason="needs ../shared/data (TREC-6's labels)")
+def test_setfit_s_cost_is_estimated_at_the_pace_of_the_largest_run_so_far():
+    """A row that ran estimates what it measured; a row that did not, at the pace of the largest run below it."""
+    runs_seconds = {"trec-100": [240.0, 260.0], "trec-500": [4000.0, 5000.0]}
+    results = [
+        {"task": task, "method": "setfit", "seconds": s} for task, ss in runs_seconds.items() for s in ss
+    ] + [{"task": "trec-5452", "method": "tfidf", "seconds": 1.0}]
+    table = tables.setfit_cost_table(results)
+    steps = {
+        task: int(table.loc[protocol.task_label(task), "steps a seed"].replace(",", ""))
+        for task in protocol.TASKS
+    }
+    hours = table["hours a seed (estimated)"]
+    assert table.loc[protocol.task_label("trec-500"), "minutes a seed (run)"] == "75"
+    assert hours[protocol.task_label("trec-100")] == f"{250 / 3600:,.1f}"
+    assert hours[protocol.task_label("trec-500")] == f"{4500 / 3600:,.1f}"
+    pace_of_500 = 4500 / steps["trec-500"]
+    assert hours[protocol.task_label("trec-5452")] == f"{steps['trec-5452'] * pace_of_500 / 3600:,.1f}"
+    assert hours[protocol.task_label("imdb-100")] == ""  # no IMDb run, no pace to estimate from
+
+
 def test_report_draws_the_plots_the_shipped_cards_show():
     """The shipped LMs' cards link CAMPAIGN_PLOTS, which ``report --card_dirs`` copies from what it drew."""
     from hf_ulmfit.cards import CAMPAIGN_PLOTS
